@@ -1,0 +1,1 @@
+"""Predicts ride durations from rides.requested to rides.predictions, hot-swapping models."""

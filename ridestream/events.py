@@ -1,0 +1,230 @@
+"""The event contracts: one pydantic model per fact, named in the past tense.
+
+JSON on the wire (`encode` / `decode`), keyed by the event's stable id (`Event.key`).
+Ride events carry TLC timestamps as TLC records them: naive local New York time. Floats are
+finite (NaN and infinity are refused), zone ids are TLC LocationIDs 1-265, and every model
+refuses unknown fields, so a malformed event fails here, at the edge, and goes to a dead letter.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, ClassVar, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+SCHEMA_VERSION = 1
+
+# TLC LocationIDs in taxi_zone_lookup.csv: 1..263 are zones, 264 "Unknown", 265 "Outside of NYC".
+MIN_ZONE_ID, MAX_ZONE_ID = 1, 265
+# TLC recording started in 2009; anything outside these bounds is a broken clock, not a ride.
+EARLIEST_EVENT_TIME = datetime(2009, 1, 1)
+LATEST_EVENT_TIME = datetime(2100, 1, 1)
+# Longest plausible trip: the real files hold odometer garbage of 244,152 miles.
+MAX_TRIP_DISTANCE_MI = 1_000.0
+MAX_DURATION_MIN = 7 * 24 * 60.0
+MAX_ID_LENGTH = 128
+
+
+def _tlc_time(value: datetime) -> datetime:
+    if value.tzinfo is not None:
+        raise ValueError("must be a naive local TLC timestamp (no time zone)")
+    if not EARLIEST_EVENT_TIME <= value < LATEST_EVENT_TIME:
+        raise ValueError(f"is outside {EARLIEST_EVENT_TIME:%Y-%m-%d}..{LATEST_EVENT_TIME:%Y-%m-%d}")
+    return value
+
+
+def _wall_time(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("must carry a time zone (wall-clock times are UTC)")
+    return value
+
+
+TlcTime = Annotated[datetime, AfterValidator(_tlc_time)]
+WallTime = Annotated[datetime, AfterValidator(_wall_time)]
+ZoneId = Annotated[int, Field(ge=MIN_ZONE_ID, le=MAX_ZONE_ID)]
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
+
+
+def utc_now() -> datetime:
+    """The wall clock, in UTC (only for produced-at and registry times, never for windows)."""
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    """Base of every event: a schema version, a stable id (the key) and an event time."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    event_time: datetime
+
+    key_field: ClassVar[str]
+
+    @property
+    def key(self) -> str:
+        """The stable id, also the Kafka message key."""
+        return str(getattr(self, self.key_field))
+
+
+class RideRequested(Event):
+    """A ride started: what is known at pickup. `event_time` is the pickup time."""
+
+    key_field: ClassVar[str] = "ride_id"
+
+    ride_id: Id
+    event_time: TlcTime
+    pu_location_id: ZoneId
+    do_location_id: ZoneId
+    trip_distance: float = Field(ge=0, le=MAX_TRIP_DISTANCE_MI)
+    vendor_id: int | None = Field(default=None, ge=0, le=100)
+    passenger_count: int | None = Field(default=None, ge=0, le=20)
+
+
+class RideCompleted(Event):
+    """A ride ended: the ground truth. `event_time` is the drop-off time."""
+
+    key_field: ClassVar[str] = "ride_id"
+
+    ride_id: Id
+    event_time: TlcTime
+    pickup_time: TlcTime
+    duration_min: float = Field(ge=0, le=MAX_DURATION_MIN)
+    pu_location_id: ZoneId
+    do_location_id: ZoneId
+    trip_distance: float = Field(ge=0, le=MAX_TRIP_DISTANCE_MI)
+    vendor_id: int | None = Field(default=None, ge=0, le=100)
+    passenger_count: int | None = Field(default=None, ge=0, le=20)
+
+    @model_validator(mode="after")
+    def _dropoff_not_before_pickup(self) -> RideCompleted:
+        if self.event_time < self.pickup_time:
+            raise ValueError("drop-off (event_time) is before pickup_time")
+        return self
+
+
+FeatureValue = str | int | float
+
+
+class DurationPredicted(Event):
+    """A model predicted a ride's duration. `event_time` is the ride's pickup time."""
+
+    key_field: ClassVar[str] = "ride_id"
+
+    ride_id: Id
+    event_time: TlcTime
+    predicted_duration_min: float
+    model_name: Id
+    model_version: Id
+    features: dict[str, FeatureValue]
+    produced_at: WallTime
+
+
+class ColumnDrift(BaseModel):
+    """One column's drift test in a window: Evidently's method, score, threshold and verdict."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    column: str
+    column_type: Literal["numerical", "categorical"]
+    method: str
+    score: float
+    threshold: float
+    drifted: bool
+
+
+class WindowQuality(BaseModel):
+    """Prediction quality on the labelled rides of a window (1-60 min rule, as in training)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    count: int = Field(ge=0)
+    rmse: float | None
+    mae: float | None
+    mean_error: float | None
+
+
+class DriftWindowClosed(Event):
+    """An event-time window closed; its drift and quality numbers. `event_time` is its end."""
+
+    key_field: ClassVar[str] = "window_id"
+
+    window_id: Id
+    window_start: datetime
+    event_time: datetime
+    reference_version: str | None
+    model_versions: list[str]
+    rides: int = Field(ge=0)
+    labelled: int = Field(ge=0)
+    late: int = Field(ge=0)
+    expired: int = Field(ge=0)
+    columns: list[ColumnDrift]
+    drifted_share: float | None
+    prediction_drift: ColumnDrift | None
+    quality: WindowQuality
+
+
+class RuleFired(BaseModel):
+    """One alert rule that fired, with the number that broke it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    rule: Literal["data_drift_share", "prediction_drift", "quality"]
+    value: float
+    threshold: float
+    detail: str = ""
+
+
+class DriftDetected(Event):
+    """The monitor's rules fired on a closed window. `event_time` is the window's end."""
+
+    key_field: ClassVar[str] = "alert_id"
+
+    alert_id: Id
+    event_time: datetime
+    window_id: Id
+    window_start: datetime
+    model_version: str | None
+    rules: list[RuleFired] = Field(min_length=1)
+
+
+class ModelPromoted(Event):
+    """A model version became champion. `event_time` is the wall-clock time of the move."""
+
+    key_field: ClassVar[str] = "promotion_id"
+
+    promotion_id: Id
+    event_time: WallTime
+    model_name: Id
+    version: Id
+    previous_version: str | None
+    reason: Literal["initial", "drift", "manual", "rollback"]
+    trigger_alert_id: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class ModelRejected(Event):
+    """A challenger was trained but not better than the champion; the champion stays."""
+
+    key_field: ClassVar[str] = "rejection_id"
+
+    rejection_id: Id
+    event_time: WallTime
+    model_name: Id
+    version: Id
+    champion_version: str | None
+    trigger_alert_id: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+E = TypeVar("E", bound=Event)
+
+
+def encode(event: Event) -> bytes:
+    """Serialise an event to the JSON bytes of a Kafka message value."""
+    return event.model_dump_json().encode()
+
+
+def decode(event_type: type[E], value: bytes) -> E:
+    """Parse and validate a Kafka message value; raises pydantic.ValidationError on bad input."""
+    return event_type.model_validate_json(value)
