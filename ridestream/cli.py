@@ -54,7 +54,7 @@ def _usage() -> str:
 def resolve(target: str) -> Callable[[list[str]], int]:
     """Import the function named by a `module:function` target."""
     module_name, _, function = target.partition(":")
-    return getattr(importlib.import_module(module_name), function)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module_name), function)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from typing import Annotated, ClassVar, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 
 # TLC LocationIDs in taxi_zone_lookup.csv: 1..263 are zones, 264 "Unknown", 265 "Outside of NYC".
 MIN_ZONE_ID, MAX_ZONE_ID = 1, 265

@@ -38,7 +38,7 @@ MAX_DURATION_MIN = 60.0
 
 
 def build_features(rides: pd.DataFrame) -> pd.DataFrame:
-    """Build the model's features from a rides frame (columns `RIDE_COLUMNS`; extra ones ignored)."""
+    """Build the model's features from a rides frame (`RIDE_COLUMNS`; other columns ignored)."""
     pickup = pd.to_datetime(rides[PICKUP_TIME])
     pu = rides["PULocationID"].astype("int64").astype(str)
     do = rides["DOLocationID"].astype("int64").astype(str)
@@ -71,15 +71,18 @@ def rides_frame(events: Iterable[RideRequested | RideCompleted]) -> pd.DataFrame
     """A rides frame from ride events; completed rides also get their `duration_min` label."""
     rows = []
     for event in events:
-        completed = isinstance(event, RideCompleted)
+        if isinstance(event, RideCompleted):
+            pickup, duration = event.pickup_time, event.duration_min
+        else:
+            pickup, duration = event.event_time, np.nan
         rows.append(
             {
                 RIDE_ID: event.ride_id,
-                PICKUP_TIME: event.pickup_time if completed else event.event_time,
+                PICKUP_TIME: pickup,
                 "PULocationID": event.pu_location_id,
                 "DOLocationID": event.do_location_id,
                 "trip_distance": event.trip_distance,
-                TARGET: event.duration_min if completed else np.nan,
+                TARGET: duration,
             }
         )
     frame = pd.DataFrame(rows, columns=[*RIDE_COLUMNS, TARGET])

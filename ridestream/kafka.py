@@ -20,6 +20,7 @@ before the commit, and the batch is replayed after the restart.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -322,10 +323,9 @@ def create_topics(
             NewTopic(name, num_partitions=partitions, replication_factor=1, topic_configs=config)
             for name in wanted
         ]
-        try:
+        # Created meanwhile by another service: that is what we wanted.
+        with contextlib.suppress(TopicAlreadyExistsError):
             admin.create_topics(new)
-        except TopicAlreadyExistsError:
-            pass  # created meanwhile by another service: that is what we wanted
         return wanted
     finally:
         admin.close()

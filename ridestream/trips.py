@@ -37,11 +37,10 @@ def read_trips(path: Path) -> pd.DataFrame:
     """Read a whole TLC parquet file as a rides frame with drop-off time and `duration_min`."""
     path = Path(path)
     raw = pd.read_parquet(path)
-    for color, (pickup, dropoff) in _TIME_COLUMNS.items():
-        if pickup in raw.columns and dropoff in raw.columns:
-            break
-    else:
+    color = next((c for c, cols in _TIME_COLUMNS.items() if set(cols) <= set(raw.columns)), None)
+    if color is None:
         raise NotATripFileError(f"{path}: no lpep_/tpep_ pickup and drop-off columns")
+    pickup, dropoff = _TIME_COLUMNS[color]
     frame = pd.DataFrame(
         {
             RIDE_ID: [ride_id(path.stem, row) for row in range(len(raw))],
