@@ -1,0 +1,536 @@
+"""A real single-node Apache Kafka broker (KRaft, broker and controller in one JVM), no Docker.
+
+The jars come from Maven Central through `pom.xml` beside this file and are cached in
+`~/.cache/ridestream/kafka-<version>/`. The broker runs detached, binds to loopback only, and
+keeps everything under `BrokerSettings.data_dir`:
+
+    server.properties   written on every start
+    data/               partition logs and KRaft metadata (formatted once)
+    server.log          the broker's own log (see log4j2.properties)
+    broker.out          the JVM's stdout and stderr
+    broker.pid          pid of the running broker
+    broker.version      Kafka version of the jars it was started from
+
+Retention: the default 7-day `log.retention.hours` counts from each record's timestamp. Our
+producers leave the record timestamp unset, so the producer client stamps the send time and the
+replayed 2021 event times live only in the payloads: nothing is deleted at once. A producer that
+sets old timestamps must create its topics with `retention.ms=-1`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ridestream.settings import BrokerSettings
+
+__all__ = [
+    "KAFKA_VERSION",
+    "BrokerError",
+    "BrokerStatus",
+    "default_jar_dir",
+    "find_java",
+    "jar_kafka_version",
+    "java_major_version",
+    "resolve_jars",
+    "server_properties",
+    "start",
+    "status",
+    "stop",
+]
+
+log = logging.getLogger(__name__)
+
+# Must equal <kafka.version> in pom.xml (tests/unit/test_kafka_broker.py checks).
+KAFKA_VERSION = "4.1.2"
+MIN_JAVA_MAJOR = 17  # Apache Kafka 4.x brokers need Java 17+
+
+POM = Path(__file__).with_name("pom.xml")
+LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
+_COPY_DEPENDENCIES = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies"
+_RESOLVED_MARKER = ".resolved"  # holds the pom digest: a changed pom resolves again
+_KAFKA_JAR = re.compile(r"^kafka_2\.\d+-(\d+\.\d+\.\d+(?:-[\w.]+)?)\.jar$")
+_MAVEN_TIMEOUT_S = 900.0
+_STOP_TIMEOUT_S = 30.0
+
+
+class BrokerError(RuntimeError):
+    """The local broker cannot be set up, started or stopped; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    """What `ridestream broker status` reports about the local broker."""
+
+    running: bool
+    address: str
+    kafka_version: str | None
+    pid: int | None
+    data_dir: Path
+    log_file: Path
+
+
+# --- jars -----------------------------------------------------------------------------------
+
+
+def default_jar_dir(version: str = KAFKA_VERSION) -> Path:
+    """Where the broker jars are cached: `$XDG_CACHE_HOME/ridestream/kafka-<version>/`."""
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache_home / "ridestream" / f"kafka-{version}"
+
+
+def jar_kafka_version(jar_dir: Path) -> str | None:
+    """The Kafka version of the `kafka_2.13-<version>.jar` in `jar_dir`, or None when absent."""
+    if not jar_dir.is_dir():
+        return None
+    for jar in sorted(jar_dir.iterdir()):
+        match = _KAFKA_JAR.match(jar.name)
+        if match:
+            return match.group(1)
+    return None
+
+
+def resolve_jars(jar_dir: Path | None = None) -> Path:
+    """Copy the broker's runtime jars from Maven into `jar_dir` unless they are already there."""
+    jar_dir = jar_dir or default_jar_dir()
+    digest = hashlib.sha256(POM.read_bytes()).hexdigest()[:16]
+    if _is_resolved(jar_dir, digest):
+        return jar_dir
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise BrokerError(
+            "mvn not found: install Apache Maven (e.g. `apt install maven`) to fetch the "
+            f"Apache Kafka {KAFKA_VERSION} jars from Maven Central"
+        )
+    find_java()  # Maven runs on Java, and the jars are useless without it
+    log.info("resolving Apache Kafka %s jars into %s (first run only)", KAFKA_VERSION, jar_dir)
+    jar_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Resolve into a sibling temp dir and rename, so an interrupted run leaves no half cache.
+    with tempfile.TemporaryDirectory(prefix=f".{jar_dir.name}-", dir=jar_dir.parent) as tmp:
+        pom = Path(tmp) / "pom.xml"
+        shutil.copyfile(POM, pom)  # Maven writes beside the pom; the package may be read-only
+        staged = Path(tmp) / "jars"
+        command = [mvn, "-q", "-B", "-f", str(pom), _COPY_DEPENDENCIES]
+        command += ["-DincludeScope=runtime", f"-DoutputDirectory={staged}"]
+        try:
+            done = subprocess.run(
+                command, capture_output=True, text=True, timeout=_MAVEN_TIMEOUT_S, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise BrokerError(f"mvn took over {_MAVEN_TIMEOUT_S:.0f}s fetching jars") from exc
+        if done.returncode != 0 or jar_kafka_version(staged) is None:
+            raise BrokerError(
+                f"mvn could not fetch the Apache Kafka {KAFKA_VERSION} jars: "
+                f"{_first_error(done.stdout + done.stderr)}"
+            )
+        (staged / _RESOLVED_MARKER).write_text(digest + "\n")
+        if jar_dir.exists():
+            shutil.rmtree(jar_dir)
+        try:
+            staged.rename(jar_dir)
+        except OSError:
+            if not _is_resolved(jar_dir, digest):  # else a concurrent run got there first
+                raise
+    return jar_dir
+
+
+def _is_resolved(jar_dir: Path, digest: str) -> bool:
+    marker = jar_dir / _RESOLVED_MARKER
+    return marker.is_file() and marker.read_text().strip() == digest
+
+
+def _first_error(output: str) -> str:
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("[ERROR]")]
+    return (errors or lines or ["no output"])[0]
+
+
+# --- java -----------------------------------------------------------------------------------
+
+
+def find_java() -> str:
+    """The `java` executable (JAVA_HOME first, then PATH); BrokerError unless it is 17+."""
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else None
+    if java is None or not os.access(java, os.X_OK):
+        java = shutil.which("java")
+    if java is None:
+        raise BrokerError(
+            f"java not found: install a Java {MIN_JAVA_MAJOR}+ runtime "
+            "(e.g. `apt install openjdk-17-jre-headless`) to run Apache Kafka"
+        )
+    done = subprocess.run(
+        [java, "-version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    major = java_major_version(done.stderr + done.stdout)
+    if major is None or major < MIN_JAVA_MAJOR:
+        raise BrokerError(
+            f"{java} is Java {major or 'of unknown version'}: Apache Kafka {KAFKA_VERSION} "
+            f"needs Java {MIN_JAVA_MAJOR}+ (set JAVA_HOME or put a newer java on PATH)"
+        )
+    return java
+
+
+def java_major_version(version_output: str) -> int | None:
+    """The major version in `java -version` output: 8 for "1.8.0_382", 17 for "17.0.15"."""
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', version_output)
+    if match is None:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
+
+
+# --- configuration --------------------------------------------------------------------------
+
+
+def server_properties(
+    settings: BrokerSettings, extra_properties: Mapping[str, str] | None = None
+) -> str:
+    """The broker's server.properties: one KRaft broker+controller on loopback.
+
+    `extra_properties` are added last and win over the defaults, e.g. a SASL listener.
+    """
+    _require_loopback(settings.host)
+    host, data_dir = settings.host, settings.data_dir.absolute()
+    properties: dict[str, str] = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.bootstrap.servers": f"{host}:{settings.controller_port}",
+        "listeners": f"PLAINTEXT://{host}:{settings.port},CONTROLLER://{host}:{settings.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{host}:{settings.port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": str(data_dir / "data"),
+        "num.partitions": str(settings.partitions),
+        # One node: every internal topic has one replica.
+        "offsets.topic.replication.factor": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        # The 3 s default only helps groups whose members start together; tests want speed.
+        "group.initial.rebalance.delay.ms": "0",
+    }
+    properties.update(extra_properties or {})
+    lines = [
+        f"# Written by `ridestream broker up` for Apache Kafka {KAFKA_VERSION}; edits are lost.",
+        *(f"{key}={_escape(value)}" for key, value in properties.items()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\")  # java.util.Properties reads backslashes as escapes
+
+
+def _require_loopback(host: str) -> None:
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise BrokerError(f"broker host {host!r} is not a loopback address: use 127.0.0.1")
+
+
+def _read_properties(path: Path) -> dict[str, str]:
+    properties: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            properties[key.strip()] = value.strip()
+    return properties
+
+
+# --- lifecycle ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Files:
+    data_dir: Path
+
+    @property
+    def server_properties(self) -> Path:
+        return self.data_dir / "server.properties"
+
+    @property
+    def logs(self) -> Path:
+        return self.data_dir / "data"
+
+    @property
+    def server_log(self) -> Path:
+        return self.data_dir / "server.log"
+
+    @property
+    def stdout(self) -> Path:
+        return self.data_dir / "broker.out"
+
+    @property
+    def pid(self) -> Path:
+        return self.data_dir / "broker.pid"
+
+    @property
+    def version(self) -> Path:
+        return self.data_dir / "broker.version"
+
+
+# Brokers this process launched: kept so they are reaped (a dead unreaped child still has a
+# pid that answers os.kill(pid, 0)) and so no "subprocess still running" warning is raised.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def status(settings: BrokerSettings) -> BrokerStatus:
+    """Whether the broker in `settings.data_dir` runs: its pid is alive and its port answers."""
+    files = _Files(settings.data_dir.absolute())
+    pid = _broker_pid(files)
+    version = files.version.read_text().strip() if files.version.is_file() else None
+    return BrokerStatus(
+        running=pid is not None and _port_answers(settings.host, settings.port),
+        address=settings.bootstrap,
+        kafka_version=version,
+        pid=pid,
+        data_dir=files.data_dir,
+        log_file=files.server_log,
+    )
+
+
+def start(
+    settings: BrokerSettings,
+    extra_properties: Mapping[str, str] | None = None,
+    *,
+    jar_dir: Path | None = None,
+    client_config: Mapping[str, Any] | None = None,
+) -> BrokerStatus:
+    """Start the broker detached and wait until it serves; does nothing if it already runs.
+
+    `extra_properties` go into server.properties (e.g. a SASL listener); `client_config` is the
+    kafka-python config the readiness check connects with (default: PLAINTEXT on the port).
+    """
+    files = _Files(settings.data_dir.absolute())
+    deadline = time.monotonic() + settings.startup_timeout_s
+    pid = _broker_pid(files)
+    if pid is not None:
+        log.info("Apache Kafka already runs at %s (pid %d)", settings.bootstrap, pid)
+        _wait_until_ready(pid, settings, files, client_config, deadline)
+        return status(settings)
+    files.pid.unlink(missing_ok=True)  # stale: that broker is gone
+    properties = server_properties(settings, extra_properties)
+    if _port_answers(settings.host, settings.port):
+        raise BrokerError(
+            f"{settings.bootstrap} is already in use by another process "
+            f"(not the broker in {files.data_dir}): pick another RIDESTREAM_BROKER__PORT"
+        )
+    java = find_java()
+    jars = resolve_jars(jar_dir)
+    version = jar_kafka_version(jars) or KAFKA_VERSION
+    files.data_dir.mkdir(parents=True, exist_ok=True)
+    _check_same_controller(files, settings)
+    files.server_properties.write_text(properties)
+    classpath = str(jars / "*")
+    if not (files.logs / "meta.properties").is_file():
+        _format_storage(java, classpath, files)
+
+    command = [
+        java,
+        f"-Xmx{settings.heap}",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+        f"-Dkafka.logs.dir={files.data_dir}",
+        "-cp",
+        classpath,
+        "kafka.Kafka",
+        str(files.server_properties),
+    ]
+    log.info(
+        "starting Apache Kafka %s at %s (data in %s)", version, settings.bootstrap, files.data_dir
+    )
+    with files.stdout.open("ab") as out:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=files.data_dir,
+            start_new_session=True,  # outlives the caller and its Ctrl-C
+        )
+    _children[process.pid] = process
+    files.pid.write_text(f"{process.pid}\n")
+    files.version.write_text(f"{version}\n")
+    try:
+        _wait_until_ready(process.pid, settings, files, client_config, deadline)
+    except BrokerError:
+        _terminate(process.pid, _STOP_TIMEOUT_S)
+        files.pid.unlink(missing_ok=True)
+        raise
+    return status(settings)
+
+
+def stop(settings: BrokerSettings, timeout_s: float = _STOP_TIMEOUT_S) -> bool:
+    """Stop the broker (SIGTERM, SIGKILL after `timeout_s`); False if none was running."""
+    files = _Files(settings.data_dir.absolute())
+    pid = _broker_pid(files)
+    if pid is not None:
+        log.info("stopping Apache Kafka at %s (pid %d)", settings.bootstrap, pid)
+        _terminate(pid, timeout_s)
+    files.pid.unlink(missing_ok=True)
+    return pid is not None
+
+
+def _format_storage(java: str, classpath: str, files: _Files) -> None:
+    """Format the KRaft metadata and log dir once, with a new cluster id."""
+    storage_tool = [java, "-cp", classpath, "kafka.tools.StorageTool"]
+    cluster_id = _run_tool("kafka-storage random-uuid", [*storage_tool, "random-uuid"])
+    # --standalone makes this node the only controller voter (matches
+    # controller.quorum.bootstrap.servers); -g tolerates an already formatted dir.
+    config = str(files.server_properties)
+    format_command = [*storage_tool, "format", "--standalone", "-t", cluster_id, "-c", config]
+    _run_tool("kafka-storage format", [*format_command, "-g"])
+
+
+def _run_tool(name: str, command: list[str]) -> str:
+    """Run a Kafka command-line tool; its last line of output, or BrokerError with its error."""
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    output = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not output:
+        raise BrokerError(f"{name} failed: {_first_error(done.stderr + done.stdout)}")
+    return output[-1]
+
+
+def _check_same_controller(files: _Files, settings: BrokerSettings) -> None:
+    """Refuse a new controller port on formatted data: the voter set holds the old one."""
+    if not (files.logs / "meta.properties").is_file() or not files.server_properties.is_file():
+        return
+    key = "controller.quorum.bootstrap.servers"
+    formatted = _read_properties(files.server_properties).get(key)
+    wanted = f"{settings.host}:{settings.controller_port}"
+    if formatted is not None and formatted != wanted:
+        raise BrokerError(
+            f"{files.data_dir} was formatted for controller {formatted}, not {wanted}: "
+            "use the old controller port or delete that directory"
+        )
+
+
+def _wait_until_ready(
+    pid: int,
+    settings: BrokerSettings,
+    files: _Files,
+    client_config: Mapping[str, Any] | None,
+    deadline: float,
+) -> None:
+    """Return once the broker answers a metadata request; BrokerError if it dies or is late."""
+    config = dict(client_config or {"bootstrap_servers": [settings.bootstrap]})
+    while time.monotonic() < deadline:
+        if not _pid_alive(pid):
+            raise BrokerError(
+                f"Apache Kafka exited during startup; last lines of its logs:\n{_log_tail(files)}"
+            )
+        if _port_answers(settings.host, settings.port) and _broker_serves(config):
+            return
+        time.sleep(0.2)
+    raise BrokerError(
+        f"Apache Kafka did not answer at {settings.bootstrap} within "
+        f"{settings.startup_timeout_s:.0f}s; last lines of its logs:\n{_log_tail(files)}"
+    )
+
+
+def _broker_serves(client_config: Mapping[str, Any]) -> bool:
+    """True when the broker answers a metadata request and lists itself (it has registered)."""
+    from kafka import KafkaAdminClient  # only here: importing this module stays cheap
+
+    try:
+        admin = KafkaAdminClient(
+            **{"bootstrap_timeout_ms": 3_000, "request_timeout_ms": 5_000, **client_config}
+        )
+    except Exception:  # any bootstrap failure just means "not yet"
+        return False
+    try:
+        return bool(admin.describe_cluster().get("brokers"))
+    except Exception:
+        return False
+    finally:
+        admin.close()
+
+
+def _port_answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def _broker_pid(files: _Files) -> int | None:
+    """The pid in the pid file if that process is alive and is a Kafka broker."""
+    try:
+        pid = int(files.pid.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _pid_alive(pid) and _is_kafka(pid) else None
+
+
+def _pid_alive(pid: int) -> bool:
+    child = _children.get(pid)
+    if child is not None:
+        if child.poll() is None:
+            return True
+        del _children[pid]
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _is_kafka(pid: int) -> bool:
+    """Guard against pid reuse: the process must run kafka.Kafka (checked where /proc exists)."""
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if not cmdline.parent.is_dir():
+        return sys.platform != "linux"
+    try:
+        return b"kafka.Kafka" in cmdline.read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
+def _terminate(pid: int, timeout_s: float) -> None:
+    """SIGTERM (Kafka shuts down cleanly on it), then SIGKILL after `timeout_s`."""
+    for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if not _pid_alive(pid):
+                return
+            time.sleep(0.1)
+        if sig == signal.SIGTERM:
+            log.warning("Apache Kafka (pid %d) ignored SIGTERM for %.0fs: killing it", pid, wait_s)
+    raise BrokerError(f"Apache Kafka (pid {pid}) did not exit even after SIGKILL")
+
+
+def _log_tail(files: _Files, lines: int = 12) -> str:
+    """The last messages of the broker's logs, without Java stack frames (they bury the cause)."""
+    tails = []
+    for path in (files.stdout, files.server_log):
+        text = path.read_text(errors="replace").splitlines() if path.is_file() else []
+        messages = [line for line in text if line.strip() and not line.startswith(("\t", " "))]
+        if messages:
+            tails.append(f"--- {path}\n" + "\n".join(messages[-lines:]))
+    return "\n".join(tails) or "(no log written)"
