@@ -1,0 +1,61 @@
+# ridestream: the two commands a newcomer needs are `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Real TLC files: ../shared/data beside the checkout when present (dev and CI), else ./data
+# (fill it with `ridestream data fetch`).
+DATA_DIR ?= $(if $(wildcard ../shared/data/*.parquet),../shared/data,data)
+export RIDESTREAM_DATA_DIR ?= $(DATA_DIR)
+export RIDESTREAM_TEST_DATA_DIR ?= $(DATA_DIR)
+
+.PHONY: help install test test-unit test-integration lint format broker-up broker-down broker-status bench clean
+
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+install: $(STAMP) ## Create .venv with ridestream and its dev tools (idempotent)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: install Python 3.11" >&2; exit 1; }
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+test: install lint ## Lint, type-check and run every test (unit + integration on a real Kafka)
+	$(BIN)/pytest tests
+
+test-unit: install ## Unit tests only (no broker, seconds)
+	$(BIN)/pytest tests/unit
+
+test-integration: install ## Integration tests only (starts a real Kafka broker from its jars)
+	$(BIN)/pytest tests/integration
+
+lint: install ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+broker-up: install ## Start the local Apache Kafka (KRaft, 127.0.0.1:19092)
+	$(BIN)/ridestream broker up
+
+broker-down: install ## Stop the local Apache Kafka
+	$(BIN)/ridestream broker down
+
+broker-status: install ## Is the local Apache Kafka running?
+	$(BIN)/ridestream broker status
+
+bench: install ## Run the benchmarks (prints tables; needs a running broker: make broker-up)
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean: ## Remove the venv and local state (.ridestream/: broker data, MLflow store)
+	-$(BIN)/ridestream broker down 2>/dev/null
+	rm -rf $(VENV) .ridestream .pytest_cache .mypy_cache .ruff_cache

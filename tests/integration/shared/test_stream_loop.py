@@ -1,0 +1,230 @@
+"""The Kafka edge on a real broker: processing, dead letters, commit order, transactions."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+import uuid
+from datetime import datetime, timedelta
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+
+from ridestream.events import RideRequested, encode
+from ridestream.kafka import (
+    Outgoing,
+    Received,
+    StreamLoop,
+    build_consumer,
+    build_producer,
+    create_topics,
+)
+from ridestream.settings import KafkaSettings
+from ridestream.topics import dead_letter_topic
+
+pytestmark = pytest.mark.integration
+
+POISON = [
+    b"\xff\xfe not utf-8",
+    b'{"ride_id": "p1"}',
+    b'{"ride_id":"p2","event_time":"2021-01-01T00:00:00","pu_location_id":999,'
+    b'"do_location_id":1,"trip_distance":1.0}',
+]
+
+
+def ride(n: int) -> RideRequested:
+    return RideRequested(
+        ride_id=f"ride-{n}",
+        event_time=datetime(2021, 1, 1) + timedelta(minutes=n),
+        pu_location_id=1 + n % 265,
+        do_location_id=1 + (n * 7) % 265,
+        trip_distance=float(n % 20),
+    )
+
+
+def echo_to(topic: str):
+    """A handler that answers every ride with one keyed message on `topic`."""
+
+    def handle(batch: list[Received]) -> list[Outgoing]:
+        return [Outgoing.of(topic, item.event) for item in batch]
+
+    return handle
+
+
+def produce(settings: KafkaSettings, topic: str, values: list[tuple[bytes | None, bytes]]) -> None:
+    producer = KafkaProducer(**settings.client_config())
+    for key, value in values:
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+def read_all(
+    settings: KafkaSettings, topic: str, *, expect: int, committed_only: bool = True
+) -> list:
+    """Every record on `topic`, read until `expect` arrived or 15 s passed."""
+    consumer = KafkaConsumer(
+        topic,
+        **settings.client_config(),
+        group_id=None,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed" if committed_only else "read_uncommitted",
+        consumer_timeout_ms=3_000,
+    )
+    records: list = []
+    deadline = datetime.now() + timedelta(seconds=15)
+    while len(records) < expect and datetime.now() < deadline:
+        for batch in consumer.poll(timeout_ms=500).values():
+            records.extend(batch)
+    # One more short poll: more than `expect` (duplicates) must be seen too.
+    for batch in consumer.poll(timeout_ms=1_000).values():
+        records.extend(batch)
+    consumer.close()
+    return records
+
+
+def make_loop(
+    settings: KafkaSettings, source: str, group_id: str, *, exactly_once: bool = False
+) -> StreamLoop:
+    consumer = build_consumer(
+        settings, group_id=group_id, topics=[source], exactly_once=exactly_once
+    )
+    transactional_id = f"test-{uuid.uuid4().hex[:8]}" if exactly_once else None
+    producer = build_producer(settings, transactional_id=transactional_id)
+    return StreamLoop(
+        consumer=consumer,
+        producer=producer,
+        service="test-service",
+        decoders={source: RideRequested},
+        exactly_once=exactly_once,
+        poll_timeout_ms=300,
+    )
+
+
+def run_until(loop: StreamLoop, handle, valid: int, timeout_s: float = 45.0) -> None:
+    """Run the loop until `valid` events were handled (or fail after `timeout_s`)."""
+    stop = threading.Event()
+    timer = threading.Timer(timeout_s, stop.set)
+    timer.start()
+
+    def stop_when_done(_batch) -> None:
+        if loop.stats.valid >= valid:
+            stop.set()
+
+    try:
+        loop.run(handle, stop, on_batch=stop_when_done)
+    finally:
+        timer.cancel()
+        loop.consumer.close()
+        loop.producer.close()
+    assert loop.stats.valid >= valid, f"only {loop.stats.valid} of {valid} events handled"
+
+
+def test_valid_events_are_processed_and_poison_goes_to_the_dead_letter_topic(
+    kafka_settings: KafkaSettings, topic_prefix: str, group_id: str
+) -> None:
+    source, sink = f"{topic_prefix}in", f"{topic_prefix}out"
+    create_topics(kafka_settings, [source, sink, dead_letter_topic(source)], partitions=2)
+    rides = [ride(n) for n in range(20)]
+    messages = [(r.key.encode(), encode(r)) for r in rides[:10]]
+    messages += [(b"bad-%d" % i, value) for i, value in enumerate(POISON)]
+    messages += [(r.key.encode(), encode(r)) for r in rides[10:]]
+    produce(kafka_settings, source, messages)
+
+    loop = make_loop(kafka_settings, source, group_id)
+    run_until(loop, echo_to(sink), valid=20)
+
+    out = read_all(kafka_settings, sink, expect=20)
+    assert sorted(r.key for r in out) == sorted(r.key.encode() for r in rides)
+    dead = read_all(kafka_settings, dead_letter_topic(source), expect=3)
+    assert sorted(r.value for r in dead) == sorted(POISON)
+    for record in dead:
+        headers = dict(record.headers)
+        assert headers["error.type"] in (b"ValidationError", b"PoisonRecordError")
+        assert headers["error.message"]
+        assert headers["source.topic"] == source.encode()
+        assert int(headers["source.partition"]) in (0, 1)
+        assert int(headers["source.offset"]) >= 0
+        assert headers["service"] == b"test-service"
+    assert loop.stats.dead_letters == 3
+
+
+CRASH_BEFORE_COMMIT = textwrap.dedent(
+    """
+    import os, sys, threading
+    from ridestream.events import RideRequested
+    from ridestream.kafka import Outgoing, StreamLoop, build_consumer, build_producer
+    from ridestream.settings import KafkaSettings
+
+    bootstrap, source, sink, group = sys.argv[1:5]
+    settings = KafkaSettings(bootstrap_servers=bootstrap)
+    # The broker's minimum session timeout, so the dead member leaves the group quickly.
+    consumer = build_consumer(settings, group_id=group, topics=[source], session_timeout_ms=6000)
+    consumer.commit = lambda **_: os._exit(9)  # die like kill -9: outputs flushed, no commit
+    loop = StreamLoop(consumer=consumer, producer=build_producer(settings), service="crashy",
+                      decoders={source: RideRequested}, poll_timeout_ms=300)
+    loop.run(lambda batch: [Outgoing.of(sink, r.event) for r in batch], threading.Event())
+    """
+)
+
+
+def test_a_consumer_killed_before_committing_gets_its_batch_again(
+    kafka_settings: KafkaSettings, topic_prefix: str, group_id: str
+) -> None:
+    source, sink = f"{topic_prefix}in", f"{topic_prefix}out"
+    create_topics(kafka_settings, [source, sink, dead_letter_topic(source)], partitions=1)
+    rides = [ride(n) for n in range(50)]
+    produce(kafka_settings, source, [(r.key.encode(), encode(r)) for r in rides])
+
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASH_BEFORE_COMMIT, kafka_settings.bootstrap_servers, source, sink,
+         group_id],
+        timeout=60,
+        capture_output=True,
+    )
+    assert crashed.returncode == 9, crashed.stderr.decode()[-2000:]
+    first = read_all(kafka_settings, sink, expect=50)
+    assert len(first) == 50  # the whole batch was produced before the crash
+
+    loop = make_loop(kafka_settings, source, group_id)
+    run_until(loop, echo_to(sink), valid=50)
+
+    out = read_all(kafka_settings, sink, expect=100)
+    keys = [r.key for r in out]
+    # At-least-once: the uncommitted batch came again; every ride twice, none lost.
+    assert sorted(set(keys)) == sorted(r.key.encode() for r in rides)
+    assert len(keys) == 100
+
+
+def test_exactly_once_an_aborted_batch_is_invisible_to_read_committed(
+    kafka_settings: KafkaSettings, topic_prefix: str, group_id: str
+) -> None:
+    source, sink = f"{topic_prefix}in", f"{topic_prefix}out"
+    create_topics(kafka_settings, [source, sink, dead_letter_topic(source)], partitions=1)
+    rides = [ride(n) for n in range(30)]
+    produce(kafka_settings, source, [(r.key.encode(), encode(r)) for r in rides])
+
+    loop = make_loop(kafka_settings, source, group_id, exactly_once=True)
+    loop.producer.init_transactions()
+
+    def fail_offsets(*_args: object) -> None:
+        raise RuntimeError("crash inside the transaction, after producing")
+
+    loop.producer.send_offsets_to_transaction = fail_offsets  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="crash inside the transaction"):
+        for _ in range(20):  # poll until the first non-empty batch hits the failure
+            loop.run_once(echo_to(sink))
+    loop.consumer.close()
+    loop.producer.close()
+
+    # The aborted outputs were written to the log ...
+    assert len(read_all(kafka_settings, sink, expect=1, committed_only=False)) >= 1
+    # ... but a read_committed reader never sees them.
+    assert read_all(kafka_settings, sink, expect=1) == []
+
+    again = make_loop(kafka_settings, source, group_id, exactly_once=True)
+    run_until(again, echo_to(sink), valid=30)
+    committed = read_all(kafka_settings, sink, expect=30)
+    assert sorted(r.key for r in committed) == sorted(r.key.encode() for r in rides)
