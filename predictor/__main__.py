@@ -1,0 +1,220 @@
+"""Wiring of the predictor: settings, registry, clients, the model watcher, the loop.
+
+`ridestream predictor [--exactly-once]` or `python -m predictor`. Stops on SIGTERM/SIGINT
+after the batch in hand is produced, flushed and committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+import threading
+from typing import Any
+
+from kafka import TopicPartition
+
+from predictor.predict import ServingModel, batch_handler
+from predictor.settings import PredictorSettings
+from predictor.stats import ThroughputLog
+from predictor.swap import ModelHolder, ModelWatcher
+from ridestream.events import RideRequested
+from ridestream.kafka import (
+    LoopStats,
+    StreamLoop,
+    build_consumer,
+    build_producer,
+    create_topics,
+    stop_on_signals,
+)
+from ridestream.observability import configure_logging, serve_metrics
+from ridestream.registry import ModelRegistry
+from ridestream.topics import dead_letter_topic
+
+log = logging.getLogger("predictor")
+SERVICE = "predictor"
+
+
+def wait_for_champion(
+    registry: ModelRegistry, stop: threading.Event, wait_s: float
+) -> ServingModel | None:
+    """Load the champion; with none yet, log and check again every `wait_s` until `stop`."""
+    while not stop.is_set():
+        champion = registry.champion()
+        if champion is not None:
+            model = registry.load_model(champion.version)
+            log.info("serving %s version %s", champion.name, champion.version)
+            return ServingModel(champion.name, champion.version, model)
+        log.warning(
+            "no champion for model %r in %s yet: checking again in %.0f s",
+            registry.name,
+            registry.settings.tracking_uri,
+            wait_s,
+        )
+        stop.wait(wait_s)
+    return None
+
+
+def updates_consumer(settings: PredictorSettings) -> Any:
+    """A group-less consumer of every partition of models.updates, positioned at the end."""
+    topic = settings.topics.models_updates
+    consumer = build_consumer(settings.kafka, group_id=None)
+    partitions = consumer.partitions_for_topic(topic) or set()
+    assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(assigned)
+    consumer.seek_to_end(*assigned)
+    for tp in assigned:  # resolve now: an update published after startup must be seen
+        consumer.position(tp)
+    return consumer
+
+
+def transactional_id(settings: PredictorSettings) -> str:
+    """A transactional.id unique to this process (prefix, host name, pid)."""
+    return f"{settings.predictor.transactional_id_prefix}-{socket.gethostname()}-{os.getpid()}"
+
+
+def consumer_lag(consumer: Any) -> int | None:
+    """Records behind the high watermark over the assigned partitions (None before a fetch)."""
+    total = 0
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            return None
+        total += max(highwater - consumer.position(tp), 0)
+    return total
+
+
+def run(
+    settings: PredictorSettings, stop: threading.Event, ready: threading.Event | None = None
+) -> LoopStats | None:
+    """Serve until `stop` is set; `ready` is set once the model and the clients are up."""
+    options = settings.predictor
+    topics = settings.topics
+    create_topics(
+        settings.kafka,
+        [
+            topics.rides_requested,
+            topics.rides_predictions,
+            topics.models_updates,
+            dead_letter_topic(topics.rides_requested),
+        ],
+        partitions=settings.broker.partitions,
+    )
+    registry = ModelRegistry(settings.mlflow)
+    serving = wait_for_champion(registry, stop, options.champion_wait_s)
+    if serving is None:
+        return None
+    holder = ModelHolder(serving)
+
+    def champion_version() -> str | None:
+        champion = registry.champion()
+        return champion.version if champion else None
+
+    updates = updates_consumer(settings)
+    watcher = ModelWatcher(
+        holder=holder,
+        consumer=updates,
+        model_name=registry.name,
+        load=registry.load_model,
+        champion_version=champion_version,
+        periodic_check_s=options.alias_check_s,
+    ).start()
+    consumer = build_consumer(
+        settings.kafka,
+        group_id=options.group_id,
+        topics=[topics.rides_requested],
+        exactly_once=options.exactly_once,
+        max_poll_records=options.max_poll_records,
+    )
+    producer = build_producer(
+        settings.kafka,
+        transactional_id=transactional_id(settings) if options.exactly_once else None,
+    )
+    loop = StreamLoop(
+        consumer=consumer,
+        producer=producer,
+        service=SERVICE,
+        decoders={topics.rides_requested: RideRequested},
+        exactly_once=options.exactly_once,
+        max_value_bytes=settings.kafka.max_message_bytes,
+        poll_timeout_ms=options.poll_timeout_ms,
+        max_records=options.max_poll_records,
+    )
+    report = ThroughputLog(
+        options.log_interval_s, lambda: holder.serving.version, lambda: consumer_lag(consumer)
+    )
+    log.info(
+        "predicting %s -> %s as group %r%s",
+        topics.rides_requested,
+        topics.rides_predictions,
+        options.group_id,
+        " (exactly-once)" if options.exactly_once else "",
+    )
+    if ready is not None:
+        ready.set()
+    try:
+        return loop.run(batch_handler(holder.current, topics.rides_predictions), stop, report)
+    finally:
+        watcher.stop()
+        updates.close()
+        consumer.close()
+        producer.close()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ridestream predictor",
+        description=(
+            "Predict ride durations: consume rides.requested, produce one DurationPredicted per "
+            "ride to rides.predictions with the champion model of the MLflow registry, and "
+            "hot-swap models announced on models.updates. Settings: RIDESTREAM_* variables."
+        ),
+    )
+    parser.add_argument(
+        "--exactly-once",
+        action="store_true",
+        help="produce and commit in Kafka transactions (RIDESTREAM_PREDICTOR__EXACTLY_ONCE)",
+    )
+    parser.add_argument(
+        "--topic-prefix", default=None, help="prefix of every topic (RIDESTREAM_TOPIC_PREFIX)"
+    )
+    parser.add_argument(
+        "--group-id", default=None, help="consumer group (RIDESTREAM_PREDICTOR__GROUP_ID)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the predictor until SIGTERM/SIGINT; returns the exit code."""
+    args = _parser().parse_args(argv)
+    settings = PredictorSettings()
+    updates: dict[str, Any] = {}
+    if args.exactly_once:
+        updates["exactly_once"] = True
+    if args.group_id:
+        updates["group_id"] = args.group_id
+    settings = settings.model_copy(
+        update={
+            "predictor": settings.predictor.model_copy(update=updates),
+            **({"topic_prefix": args.topic_prefix} if args.topic_prefix is not None else {}),
+        }
+    )
+    configure_logging(settings.log_level)
+    serve_metrics(settings.metrics_port)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    stats = run(settings, stop)
+    if stats is not None:
+        log.info(
+            "stopped: %d rides in %d batches, %d dead letters",
+            stats.valid,
+            stats.batches,
+            stats.dead_letters,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Hot-swap: the model holder the hot path reads, and the watcher that fills its pending slot.
+
+The poll loop never loads a model. `ModelWatcher` runs in a background thread: it reads every
+`ModelPromoted` on `models.updates` (its own consumer, no group, all partitions, from the end),
+loads the promoted version from the registry, and leaves it in `ModelHolder`'s pending slot;
+every `periodic_check_s` it also asks the registry which version is champion, in case an
+update was missed. The handler calls `ModelHolder.current()` once at the start of each batch,
+which swaps a pending model in: a whole batch is predicted by one model, no ride is dropped
+or predicted twice because of a swap, and every prediction names the version that made it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from predictor.predict import ServingModel
+from ridestream.events import ModelPromoted, decode
+
+log = logging.getLogger(__name__)
+
+LoadModel = Callable[[str], Any]
+ChampionVersion = Callable[[], "str | None"]
+
+
+class ModelHolder:
+    """The serving model and a pending one, swapped in between two batches."""
+
+    def __init__(self, serving: ServingModel) -> None:
+        self._serving = serving
+        self._pending: ServingModel | None = None
+        self._lock = threading.Lock()
+        self.swaps = 0
+
+    def current(self) -> ServingModel:
+        """The model for the next batch: the pending one, if one arrived since the last batch."""
+        with self._lock:
+            pending, self._pending = self._pending, None
+        if pending is not None and pending.version != self._serving.version:
+            log.info(
+                "swapped model %s version %s -> %s",
+                pending.name,
+                self._serving.version,
+                pending.version,
+            )
+            self._serving = pending
+            self.swaps += 1
+        return self._serving
+
+    @property
+    def serving(self) -> ServingModel:
+        """The model that predicted the last batch (no swap)."""
+        return self._serving
+
+    def offer(self, model: ServingModel) -> None:
+        """Leave `model` for the next batch (a later offer replaces an earlier one)."""
+        with self._lock:
+            self._pending = model
+
+    def wanted_version(self) -> str:
+        """The version that serves or is about to (the pending one wins)."""
+        with self._lock:
+            pending = self._pending
+        return (pending or self._serving).version
+
+
+class ModelWatcher:
+    """Reads `models.updates` and polls the champion alias; loads new versions off the hot path.
+
+    `consumer` must already be assigned to all partitions of the updates topic and positioned
+    (at the end at startup). `load(version)` loads a fitted pipeline from the registry;
+    `champion_version()` returns the version under the champion alias (or None).
+    """
+
+    def __init__(
+        self,
+        *,
+        holder: ModelHolder,
+        consumer: Any,
+        model_name: str,
+        load: LoadModel,
+        champion_version: ChampionVersion,
+        periodic_check_s: float = 30.0,
+        poll_timeout_ms: int = 500,
+    ) -> None:
+        self.holder = holder
+        self.consumer = consumer
+        self.model_name = model_name
+        self.load = load
+        self.champion_version = champion_version
+        self.periodic_check_s = periodic_check_s
+        self.poll_timeout_ms = poll_timeout_ms
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.failures = 0
+
+    def start(self) -> ModelWatcher:
+        """Start the watcher thread (a daemon: it never blocks the process from exiting)."""
+        self._thread = threading.Thread(target=self.run, name="model-watcher", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Ask the thread to stop and wait for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def run(self) -> None:
+        """Poll updates until stopped; check the alias every `periodic_check_s`."""
+        next_check = time.monotonic() + self.periodic_check_s
+        while not self._stop.is_set():
+            for promoted in self.poll_updates():
+                self.switch_to(promoted.version, f"ModelPromoted {promoted.promotion_id}")
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + self.periodic_check_s
+                self.check_alias()
+
+    def poll_updates(self) -> list[ModelPromoted]:
+        """The `ModelPromoted` events of our model since the last poll (others are skipped)."""
+        polled = self.consumer.poll(timeout_ms=self.poll_timeout_ms)
+        events = []
+        for records in polled.values():
+            for record in records:
+                try:
+                    event = decode(ModelPromoted, record.value or b"")
+                except ValidationError as error:
+                    # Not ours to dead-letter (the predictor does not own this topic): skip.
+                    log.warning(
+                        "skipping bad update %s[%d]@%d: %s",
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                        error.title,
+                    )
+                    continue
+                if event.model_name == self.model_name:
+                    events.append(event)
+        return events
+
+    def check_alias(self) -> None:
+        """Load the champion if it is not the version we serve (a missed update)."""
+        try:
+            version = self.champion_version()
+        except Exception as error:  # registry unreachable: keep serving, try again later
+            self.failures += 1
+            log.warning("champion check failed (keeping the current model): %s", error)
+            return
+        if version is not None and version != self.holder.wanted_version():
+            self.switch_to(version, "champion alias check")
+
+    def switch_to(self, version: str, why: str) -> bool:
+        """Load `version` and offer it to the holder; False when loading failed."""
+        if version == self.holder.wanted_version():
+            return False
+        started = time.perf_counter()
+        try:
+            model = self.load(version)
+        except Exception as error:  # a broken version must not stop the serving one
+            self.failures += 1
+            log.error("could not load %s version %s (%s): %s", self.model_name, version, why, error)
+            return False
+        self.holder.offer(ServingModel(self.model_name, version, model))
+        log.info(
+            "loaded %s version %s in %.2f s (%s); swapping at the next batch",
+            self.model_name,
+            version,
+            time.perf_counter() - started,
+            why,
+        )
+        return True
