@@ -1,4 +1,4 @@
-"""Reading NYC TLC trip record files: whole (`read_trips`) or streamed in chunks (`iter_trip_batches`).
+"""Reading NYC TLC trip record files: whole (`read_trips`) or streamed (`iter_trip_batches`).
 
 Both green (`lpep_*` times) and yellow (`tpep_*` times) files are read, as parquet or CSV
 (`.csv`, `.csv.gz`). Streaming goes through pyarrow record batches, so memory does not grow
@@ -61,6 +61,20 @@ class TripBatch:
 
     def __len__(self) -> int:
         return len(self.pickup)
+
+    def head(self, rows: int) -> TripBatch:
+        """The first `rows` rows of the batch."""
+        return TripBatch(
+            source=self.source,
+            first_row=self.first_row,
+            pickup=self.pickup[:rows],
+            dropoff=self.dropoff[:rows],
+            pu_location_id=self.pu_location_id[:rows],
+            do_location_id=self.do_location_id[:rows],
+            trip_distance=self.trip_distance[:rows],
+            vendor_id=self.vendor_id[:rows],
+            passenger_count=self.passenger_count[:rows],
+        )
 
     @property
     def rows(self) -> np.ndarray:
