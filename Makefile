@@ -12,12 +12,20 @@ DATA_DIR ?= $(if $(wildcard ../shared/data/*.parquet),../shared/data,data)
 export RIDESTREAM_DATA_DIR ?= $(DATA_DIR)
 export RIDESTREAM_TEST_DATA_DIR ?= $(DATA_DIR)
 
-.PHONY: help install test test-unit test-integration lint format broker-up broker-down broker-status bench clean
+.PHONY: help install chromium test test-unit test-integration lint format broker-up broker-down broker-status bench clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
-install: $(STAMP) ## Create .venv with ridestream and its dev tools (idempotent)
+install: $(STAMP) chromium ## Create .venv with ridestream and its dev tools (idempotent)
+
+# Headless Chromium renders the HTML report in its test: Debian's package, when missing.
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium (for the report test)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "warning: chromium missing; install it (apt-get install chromium) for the report test" >&2; fi; }
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: install Python 3.11" >&2; exit 1; }

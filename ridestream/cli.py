@@ -32,6 +32,8 @@ COMMANDS = (
     Command("models", "retrainer.models_cli:list_main", "list model versions and aliases"),
     Command("promote", "retrainer.models_cli:promote_main", "make a model version champion"),
     Command("rollback", "retrainer.models_cli:rollback_main", "restore the previous champion"),
+    Command("demo", "ridestream.demo:main", "run the whole loop on real data, end to end"),
+    Command("report", "ridestream.report:main", "build the HTML report of a run from its topics"),
 )
 
 

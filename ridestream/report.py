@@ -1,0 +1,273 @@
+"""The run report: one self-contained HTML page (works offline, no CDN) over event time.
+
+It shows window RMSE against the champion's reference, drifted share and prediction drift,
+alerts and model switches marked, and prediction throughput. `build_report` is pure (events in,
+HTML out); `ridestream report` reads the events of any run from its topics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from kafka.errors import KafkaError
+
+from ridestream.events import (
+    DriftDetected,
+    DriftWindowClosed,
+    DurationPredicted,
+    ModelPromoted,
+    ModelRejected,
+    RuleFired,
+)
+from ridestream.settings import KafkaSettings, Settings
+from ridestream.topics import Topics
+
+PLOT_IDS = ("plot-rmse", "plot-drift", "plot-throughput")
+
+
+@dataclass
+class RunEvents:
+    """What a run left on its topics (deduplicated by key)."""
+
+    windows: list[DriftWindowClosed] = field(default_factory=list)
+    alerts: list[DriftDetected] = field(default_factory=list)
+    promotions: list[ModelPromoted] = field(default_factory=list)
+    rejections: list[ModelRejected] = field(default_factory=list)
+    # Predictions per wall-clock second (from `produced_at`), for the throughput plot.
+    predictions_per_second: dict[datetime, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Switch:
+    """A model switch as the windows saw it: the first window predicted by the new version."""
+
+    version: str
+    previous_version: str | None
+    window_start: datetime
+    rmse_before: float | None
+    rmse_after: float | None
+
+
+def model_switches(run: RunEvents) -> list[Switch]:
+    """Each promotion, placed at the first window its version predicted, with the mean window
+    RMSE of the windows before it (older version only) and after it (new version only)."""
+    windows = sorted(run.windows, key=lambda w: w.window_start)
+    switches = []
+    for promotion in sorted(run.promotions, key=lambda p: p.event_time):
+        first = next((w for w in windows if promotion.version in w.model_versions), None)
+        if first is None:
+            continue
+        before = [
+            w.quality.rmse
+            for w in windows
+            if w.window_start < first.window_start
+            and w.quality.rmse is not None
+            and promotion.version not in w.model_versions
+        ]
+        after = [
+            w.quality.rmse
+            for w in windows
+            if w.window_start >= first.window_start
+            and w.quality.rmse is not None
+            and w.model_versions == [promotion.version]
+        ]
+        switches.append(
+            Switch(
+                version=promotion.version,
+                previous_version=promotion.previous_version,
+                window_start=first.window_start,
+                rmse_before=_mean(before[-len(after) :] if after else before),
+                rmse_after=_mean(after),
+            )
+        )
+    return switches
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def build_report(run: RunEvents, title: str = "ridestream run") -> str:
+    """The report page of a run: three plots and the tables, plotly.js inlined once."""
+    import plotly.graph_objects as go
+    from plotly.offline import get_plotlyjs
+
+    windows = sorted(run.windows, key=lambda w: w.window_start)
+    starts = [w.window_start for w in windows]
+    switches = model_switches(run)
+    alert_starts = sorted({a.window_start for a in run.alerts})
+
+    rmse = go.Figure()
+    rmse.add_scatter(
+        x=starts, y=[w.quality.rmse for w in windows], mode="lines+markers", name="window RMSE"
+    )
+    rmse.add_scatter(x=starts, y=[w.quality.mae for w in windows], mode="lines", name="window MAE")
+    drift = go.Figure()
+    drift.add_scatter(
+        x=starts, y=[w.drifted_share for w in windows], mode="lines+markers", name="drifted share"
+    )
+    drift.add_scatter(
+        x=starts,
+        y=[w.prediction_drift.score if w.prediction_drift else None for w in windows],
+        mode="lines",
+        name="prediction drift score",
+    )
+    for figure in (rmse, drift):
+        for start in alert_starts:
+            figure.add_vline(x=start, line_color="crimson", line_dash="dot")
+        for switch in switches:
+            figure.add_vline(x=switch.window_start, line_color="seagreen", line_width=3)
+            figure.add_annotation(
+                x=switch.window_start,
+                y=1,
+                yref="paper",
+                text=f"v{switch.version}",
+                showarrow=False,
+                font={"color": "seagreen"},
+            )
+    rmse.update_layout(title="Prediction quality per window (red: alert, green: model switch)")
+    rmse.update_yaxes(title="minutes")
+    drift.update_layout(title="Data drift per window")
+    drift.update_yaxes(title="share / score")
+
+    seconds = sorted(run.predictions_per_second)
+    throughput = go.Figure()
+    throughput.add_bar(x=seconds, y=[run.predictions_per_second[s] for s in seconds])
+    throughput.update_layout(title="Predictions per second (wall clock)")
+    throughput.update_yaxes(title="rides/s")
+
+    plots = "\n".join(
+        '<section class="plot">'
+        + figure.to_html(full_html=False, include_plotlyjs=False, div_id=div)
+        + "</section>"
+        for figure, div in zip((rmse, drift, throughput), PLOT_IDS, strict=True)
+    )
+    switch_rows = [
+        (
+            s.version,
+            s.previous_version or "",
+            f"{s.window_start:%Y-%m-%d %H:%M}",
+            _number(s.rmse_before),
+            _number(s.rmse_after),
+        )
+        for s in switches
+    ]
+    alert_rows = [
+        (alert.window_id, "; ".join(_rule_text(r) for r in alert.rules))
+        for alert in sorted(run.alerts, key=lambda a: a.window_start)
+    ]
+    return _PAGE.format(
+        title=html.escape(title),
+        plotly=get_plotlyjs(),
+        counts=_table(["what", "count"], sorted(run.counts.items())),
+        switches=_table(
+            ["model", "replaced", "first window", "mean RMSE before", "mean RMSE after"],
+            switch_rows,
+        ),
+        alerts=_table(["window", "rules"], alert_rows),
+        plots=plots,
+    )
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    if not rows:
+        return "<p>none</p>"
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5rem 0 1.5rem; }}
+td, th {{ border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: left; }}
+section.plot {{ margin: 1rem 0; }}
+</style>
+<script>{plotly}</script>
+</head><body>
+<h1>{title}</h1>
+<h2>Counts</h2>{counts}
+<h2>Model switches</h2>{switches}
+<h2>Alerts</h2>{alerts}
+{plots}
+</body></html>
+"""
+
+
+def read_run(settings: KafkaSettings, topics: Topics, *, timeout_s: float = 60.0) -> RunEvents:
+    """Read a run's events from its topics."""
+    from ridestream.topic_reader import count_records, read_events, read_records
+    from ridestream.topics import dead_letter_topic
+
+    run = RunEvents(
+        windows=read_events(settings, topics.drift_windows, DriftWindowClosed, timeout_s=timeout_s),
+        alerts=read_events(settings, topics.drift_alerts, DriftDetected, timeout_s=timeout_s),
+        promotions=read_events(settings, topics.models_updates, ModelPromoted, timeout_s=timeout_s),
+        rejections=read_events(settings, topics.models_updates, ModelRejected, timeout_s=timeout_s),
+    )
+    per_second: Counter[datetime] = Counter()
+    for record in read_records(settings, topics.rides_predictions, timeout_s=timeout_s):
+        produced_at = DurationPredicted.model_validate_json(record.value).produced_at
+        per_second[produced_at.replace(microsecond=0, tzinfo=None)] += 1
+    run.predictions_per_second = dict(per_second)
+    run.counts = {
+        "rides requested": count_records(settings, topics.rides_requested),
+        "rides completed": count_records(settings, topics.rides_completed),
+        "predictions": sum(per_second.values()),
+        "windows": len(run.windows),
+        "alerts": len(run.alerts),
+        "promotions": len(run.promotions),
+        "rejections": len(run.rejections),
+        "dead letters": sum(
+            count_records(settings, dead_letter_topic(name)) for name in topics.all()
+        ),
+    }
+    return run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`ridestream report`: build the HTML report of a run from its topics."""
+    parser = argparse.ArgumentParser(
+        prog="ridestream report",
+        description="Build a self-contained HTML report (window RMSE, drift, alerts, model "
+        "switches, throughput) from the topics of a run. Reads the broker in "
+        "RIDESTREAM_KAFKA__BOOTSTRAP_SERVERS.",
+    )
+    parser.add_argument(
+        "--topic-prefix", default=None, help="the run's topic prefix (default: settings)"
+    )
+    parser.add_argument("--out", type=Path, default=Path("reports/report.html"), help="output file")
+    parser.add_argument("--title", default="ridestream run", help="page title")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    topics = Topics(settings.topic_prefix if args.topic_prefix is None else args.topic_prefix)
+    try:
+        run = read_run(settings.kafka, topics)
+    except KafkaError as error:  # broker unreachable and the like: one line, no trace
+        print(f"ridestream report: cannot read the topics: {error}", file=sys.stderr)
+        return 1
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(build_report(run, args.title), encoding="utf-8")
+    print(f"wrote {args.out} ({len(run.windows)} windows, {len(run.alerts)} alerts)")
+    return 0
+
+
+def _rule_text(rule: RuleFired) -> str:
+    return f"{rule.rule} {rule.value:.3g} ≥ {rule.threshold:.3g}"
