@@ -1,0 +1,331 @@
+"""`ridestream retrainer` (also `python -m retrainer`): retrain on drift alerts.
+
+Wiring only. Two consumers, polled in turn by this (the poll) thread, each through
+`ridestream.kafka.StreamLoop`:
+
+- `rides.completed` → the buffer. Read WITHOUT a consumer group and never committed: at
+  start the consumer is assigned every partition from the beginning, and the buffer is
+  rebuilt from the topic (its bounds apply while reading, so memory stays bounded; the
+  topic's retention bounds the time this takes, ~2 s per 100k rides). Why not seek by
+  time: record timestamps are the broker's append times, not the replayed 2021 event
+  times, so `offsets_for_times` cannot find "the last 14 days of event time". Why not a
+  local spill: a second copy of the truth to keep in step; the topic already is one.
+  Alerts are consumed only once the buffer has caught up with the end offsets seen at start.
+- `drift.alerts` → the coalescer, in consumer group `retrainer`. An alert's offset is
+  committed only after the training that covered it finished (`AlertCoalescer.commit_gate`),
+  so a retrainer killed mid-training trains again for it after a restart.
+
+Training runs on one worker thread (`retrainer.retrain.retrain`); the poll thread keeps
+polling, and alerts arriving meanwhile are coalesced into one next run. At start, a champion
+that was moved but never announced gets its `ModelPromoted` (see `retrainer.promotion`).
+SIGTERM/SIGINT: the training in hand finishes, offsets are committed, clients close.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import pandas as pd
+from kafka import KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from retrainer.buffer import RideBuffer
+from retrainer.promotion import announce_missing_promotion, latest_promotion
+from retrainer.retrain import RetrainOutcome, retrain
+from retrainer.settings import RetrainerSettings
+from retrainer.trigger import AlertCoalescer, PendingAlert
+from ridestream.events import DriftDetected, Event, ModelPromoted, RideCompleted
+from ridestream.features import DROPOFF_TIME, rides_frame
+from ridestream.kafka import (
+    Outgoing,
+    Received,
+    StreamLoop,
+    build_consumer,
+    build_producer,
+    create_topics,
+    send_all,
+    stop_on_signals,
+)
+from ridestream.observability import configure_logging
+from ridestream.registry import ModelRegistry
+from ridestream.topics import dead_letter_topic
+
+log = logging.getLogger("retrainer")
+
+SERVICE = "retrainer"
+READ_TOPIC_TIMEOUT_S = 30.0
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, no usage block
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `ridestream retrainer` command line."""
+    parser = _Parser(
+        prog="ridestream retrainer",
+        description=(
+            "Keep a buffer of recent labelled rides from rides.completed; on every DriftDetected "
+            "(drift.alerts) train a challenger, score it against the champion on the newest "
+            "rides, register it in MLflow and promote it only when it is better by a margin "
+            "(ModelPromoted / ModelRejected on models.updates)."
+        ),
+        epilog="Other settings: RIDESTREAM_RETRAINER__* and RIDESTREAM_* (see .env.example).",
+    )
+    parser.add_argument(
+        "--topic-prefix", help="prefix of the topic names (RIDESTREAM_TOPIC_PREFIX)"
+    )
+    parser.add_argument(
+        "--bootstrap-servers",
+        metavar="HOST:PORT[,...]",
+        help="overrides RIDESTREAM_KAFKA__BOOTSTRAP_SERVERS",
+    )
+    parser.add_argument(
+        "--margin",
+        type=float,
+        metavar="FRACTION",
+        help="a challenger must beat the champion's RMSE by this fraction "
+        "(RIDESTREAM_RETRAINER__MARGIN, default 0.02)",
+    )
+    return parser
+
+
+def completed_rides(events: list[RideCompleted]) -> pd.DataFrame:
+    """A rides frame of completed rides with their drop-off time (the buffer's event time)."""
+    frame = rides_frame(events)
+    frame[DROPOFF_TIME] = pd.to_datetime(pd.Series([e.event_time for e in events], dtype=object))
+    return frame
+
+
+def read_promotions(consumer: KafkaConsumer, topic: str) -> list[ModelPromoted]:
+    """Every `ModelPromoted` on `topic` (a group-less consumer, read up to the end offsets)."""
+    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    end = consumer.end_offsets(partitions)
+    found: list[ModelPromoted] = []
+    deadline = time.monotonic() + READ_TOPIC_TIMEOUT_S
+    while any(consumer.position(tp) < end[tp] for tp in partitions):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"could not read {topic} to its end in {READ_TOPIC_TIMEOUT_S} s")
+        for records in consumer.poll(timeout_ms=500).values():
+            for record in records:
+                if record.value and b'"promotion_id"' in record.value:
+                    try:
+                        found.append(ModelPromoted.model_validate_json(record.value))
+                    except ValueError:
+                        log.warning(
+                            "not a ModelPromoted: %s[%d]@%d", topic, record.partition, record.offset
+                        )
+    return found
+
+
+class Retrainer:
+    """The running service: buffer, coalescer, worker thread, and the two stream loops."""
+
+    def __init__(self, settings: RetrainerSettings) -> None:
+        self.settings = settings
+        self.options = settings.retrainer
+        self.topics = settings.topics
+        kafka = settings.kafka
+        create_topics(
+            kafka,
+            [
+                *(self.topics.rides_completed, self.topics.drift_alerts),
+                self.topics.models_updates,
+                *(
+                    dead_letter_topic(t)
+                    for t in (self.topics.rides_completed, self.topics.drift_alerts)
+                ),
+            ],
+            partitions=settings.broker.partitions,
+        )
+        self.producer = build_producer(kafka, client_id=f"{kafka.client_id}-{SERVICE}")
+        self.buffer = RideBuffer(self.options.buffer_age, self.options.buffer_rows)
+        self.coalescer = AlertCoalescer()
+        self.registry = ModelRegistry(settings.mlflow)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrain")
+        self.running: Future[RetrainOutcome] | None = None
+        self.outcomes: list[RetrainOutcome] = []
+
+        rides_consumer = build_consumer(kafka, group_id=None)
+        rides_topic = self.topics.rides_completed
+        self.rides_partitions = [
+            TopicPartition(rides_topic, p)
+            for p in sorted(rides_consumer.partitions_for_topic(rides_topic) or ())
+        ]
+        rides_consumer.assign(self.rides_partitions)
+        rides_consumer.seek_to_beginning(*self.rides_partitions)
+        self.rides_loop = StreamLoop(
+            consumer=rides_consumer,
+            producer=self.producer,
+            service=SERVICE,
+            decoders={rides_topic: RideCompleted},
+            max_value_bytes=kafka.max_message_bytes,
+            poll_timeout_ms=self.options.poll_timeout_ms,
+            max_records=self.options.max_poll_records,
+            commit_gate=lambda _offsets: {},  # never committed: rebuilt from the topic at start
+        )
+        self.alerts_loop: StreamLoop | None = None
+
+    def publish(self, event: Event) -> None:
+        """Publish a model event on models.updates, flushed (called from the worker thread)."""
+        send_all(self.producer, [Outgoing.of(self.topics.models_updates, event)])
+
+    def handle_rides(self, batch: list[Received]) -> list[Outgoing]:
+        """Completed rides go into the buffer; nothing is produced."""
+        events = [item.event for item in batch if isinstance(item.event, RideCompleted)]
+        if events:
+            self.buffer.append(completed_rides(events))
+        return []
+
+    def handle_alerts(self, batch: list[Received]) -> list[Outgoing]:
+        """Drift alerts are queued for the next training; nothing is produced now."""
+        alerts = [
+            PendingAlert(item.event.alert_id, item.topic, item.partition, item.offset)
+            for item in batch
+            if isinstance(item.event, DriftDetected)
+        ]
+        if alerts:
+            log.info("drift alerts %s queued", ", ".join(a.alert_id for a in alerts))
+        self.coalescer.offer(alerts)
+        return []
+
+    def announce_missing_promotion(self) -> None:
+        """Publish a `ModelPromoted` for a champion that was moved but never announced."""
+        consumer = build_consumer(self.settings.kafka, group_id=None)
+        try:
+            promotions = read_promotions(consumer, self.topics.models_updates)
+        finally:
+            consumer.close()
+        announced = latest_promotion(promotions, self.registry.name)
+        announce_missing_promotion(self.registry, announced, self.publish)
+
+    def catch_up(self, stop: threading.Event) -> None:
+        """Rebuild the buffer: read rides.completed up to the end offsets seen now."""
+        consumer = self.rides_loop.consumer
+        end = consumer.end_offsets(self.rides_partitions)
+        started = time.perf_counter()
+        while not stop.is_set() and any(
+            consumer.position(tp) < end[tp] for tp in self.rides_partitions
+        ):
+            self.rides_loop.run_once(self.handle_rides)
+        stats = self.buffer.stats()
+        log.info(
+            "buffer rebuilt from %s in %.1f s: %d labelled rides, drop-offs %s..%s",
+            self.topics.rides_completed,
+            time.perf_counter() - started,
+            stats.rows,
+            stats.oldest_dropoff,
+            stats.newest_dropoff,
+        )
+
+    def step(self) -> None:
+        """One turn of the poll thread: rides, alerts, then the worker's state."""
+        assert self.alerts_loop is not None
+        self.rides_loop.run_once(self.handle_rides)
+        self.alerts_loop.run_once(self.handle_alerts)
+        if self.running is not None and self.running.done():
+            self._finish()
+        if self.running is None:
+            self._start()
+
+    def _start(self) -> None:
+        alerts = self.coalescer.start()
+        if alerts is None:
+            return
+        snapshot = self.buffer.snapshot()
+        ids = [a.alert_id for a in alerts]
+        log.info("retraining for %d alert(s) on %d buffered rides", len(ids), len(snapshot))
+        self.running = self.executor.submit(
+            retrain, self.settings.mlflow, self.options, snapshot, ids, self.publish
+        )
+
+    def _finish(self) -> None:
+        assert self.running is not None and self.alerts_loop is not None
+        future, self.running = self.running, None
+        outcome = future.result()  # a bug or an unreachable store crashes the service here
+        self.outcomes.append(outcome)
+        self.coalescer.finish()
+        offsets = self.coalescer.committable()
+        if offsets:
+            self.alerts_loop.consumer.commit(
+                offsets={tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()}
+            )
+
+    def run(self, stop: threading.Event) -> None:
+        """Announce a missing promotion, rebuild the buffer, then serve alerts until `stop`."""
+        self.announce_missing_promotion()
+        self.catch_up(stop)
+        alerts_consumer = build_consumer(
+            self.settings.kafka, group_id=self.options.group_id, topics=[self.topics.drift_alerts]
+        )
+        self.alerts_loop = StreamLoop(
+            consumer=alerts_consumer,
+            producer=self.producer,
+            service=SERVICE,
+            decoders={self.topics.drift_alerts: DriftDetected},
+            max_value_bytes=self.settings.kafka.max_message_bytes,
+            poll_timeout_ms=self.options.poll_timeout_ms,
+            commit_gate=self.coalescer.commit_gate,
+        )
+        log.info("retrainer ready: waiting for alerts on %s", self.topics.drift_alerts)
+        while not stop.is_set():
+            self.step()
+        if self.running is not None:
+            log.info("stopping: waiting for the training in hand")
+            self.running.result()
+            self._finish()
+
+    def close(self) -> None:
+        """Stop the worker, close the consumers and the producer (after a flush)."""
+        self.executor.shutdown(wait=True)
+        self.rides_loop.consumer.close()
+        if self.alerts_loop is not None:
+            self.alerts_loop.consumer.close()
+        self.producer.flush()
+        self.producer.close()
+
+
+def run(settings: RetrainerSettings, stop: threading.Event) -> Retrainer:
+    """Run the retrainer until `stop` is set; returns it (its outcomes) after closing it."""
+    service = Retrainer(settings)
+    try:
+        service.run(stop)
+    finally:
+        service.close()
+    return service
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `ridestream retrainer ...`; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    overrides: dict[str, Any] = {}
+    if args.topic_prefix is not None:
+        overrides["topic_prefix"] = args.topic_prefix
+    settings = RetrainerSettings(**overrides)
+    if args.bootstrap_servers:
+        settings.kafka = settings.kafka.model_copy(
+            update={"bootstrap_servers": args.bootstrap_servers}
+        )
+    if args.margin is not None:
+        if not 0 <= args.margin < 1:
+            print("ridestream retrainer: --margin must be in [0, 1)", file=sys.stderr)
+            return 2
+        settings.retrainer = settings.retrainer.model_copy(update={"margin": args.margin})
+    configure_logging(settings.log_level)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    run(settings, stop)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

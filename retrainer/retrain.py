@@ -1,0 +1,206 @@
+"""The training job: buffer snapshot → split → train → evaluate → register → decide → events.
+
+`retrain` runs on the retrainer's worker thread (the poll loop keeps polling beside it) with a
+snapshot of the buffer, so nothing else touches its data. The steps and why in this order:
+
+1. Split the labelled rides by pickup time: the oldest part trains, the newest part
+   (`holdout_fraction`) is held out. Both models are scored on the SAME held-out rides.
+2. Load the champion through the registry and score it on the held-out rides.
+3. Train and register the challenger with the pipeline of `ridestream train`
+   (`training.train_and_register`, promote=False), tagged with its lineage: the trigger
+   alert, the data range, the row counts, the parent version and the champion's RMSE.
+   The `challenger` alias points at it.
+4. Decide (`retrainer.decision.decide`: RMSE ≤ champion × (1 − margin)).
+5. Promote: move `champion` (the single commit point) and then publish `ModelPromoted`
+   (`retrainer.promotion.promote_and_announce`); or tag it rejected and publish
+   `ModelRejected`. A process killed before step 5 leaves the champion as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pandas as pd
+
+from retrainer.decision import Decision, decide
+from retrainer.promotion import (
+    TAG_DECISION,
+    TAG_TRIGGER_ALERT,
+    Publish,
+    promote_and_announce,
+    rejected_event,
+)
+from retrainer.settings import RetrainerOptions
+from ridestream.events import Event
+from ridestream.features import PICKUP_TIME
+from ridestream.model import evaluate, labelled
+from ridestream.registry import ModelRegistry
+from ridestream.settings import MlflowSettings
+from ridestream.training import train_and_register
+
+log = logging.getLogger(__name__)
+
+CHALLENGER = "challenger"
+# Alert ids listed in a version tag; a storm of alerts is summarised by its count.
+MAX_ALERT_IDS_IN_TAG = 10
+
+Status = Literal["promoted", "rejected", "skipped"]
+
+
+@dataclass
+class RetrainOutcome:
+    """What one run did: promoted, rejected or skipped, the versions, the step timings."""
+
+    status: Status
+    reason: str
+    alert_ids: list[str]
+    version: str | None = None
+    champion_version: str | None = None
+    decision: Decision | None = None
+    event: Event | None = None
+    rows: int = 0
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def split_by_time(
+    rides: pd.DataFrame, holdout_fraction: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Sort by pickup time; the newest `holdout_fraction` of the rows is held out."""
+    if not 0 < holdout_fraction < 1:
+        raise ValueError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
+    ordered = rides.sort_values(PICKUP_TIME, kind="stable")
+    train_rows = len(ordered) - math.ceil(len(ordered) * holdout_fraction)
+    return ordered.iloc[:train_rows], ordered.iloc[train_rows:]
+
+
+def pickup_range(rides: pd.DataFrame) -> str:
+    """`first..last` pickup time of a rides frame (minutes), empty for no rides."""
+    if rides.empty:
+        return ""
+    pickup = pd.to_datetime(rides[PICKUP_TIME])
+    return f"{pickup.min():%Y-%m-%dT%H:%M}..{pickup.max():%Y-%m-%dT%H:%M}"
+
+
+def _alert_ids_tag(alert_ids: Sequence[str]) -> str:
+    shown = ",".join(alert_ids[-MAX_ALERT_IDS_IN_TAG:])
+    hidden = len(alert_ids) - MAX_ALERT_IDS_IN_TAG
+    return f"{shown} (+{hidden} earlier)" if hidden > 0 else shown
+
+
+def retrain(
+    mlflow: MlflowSettings,
+    options: RetrainerOptions,
+    rides: pd.DataFrame,
+    alert_ids: Sequence[str],
+    publish: Publish,
+) -> RetrainOutcome:
+    """Train a challenger on `rides` for the drift alerts `alert_ids` (newest last), and
+    promote it or reject it (see the module docstring). Too few labelled rides → skipped."""
+    timings: dict[str, float] = {}
+    alerts = list(alert_ids)
+    trigger = alerts[-1] if alerts else None
+    rides = labelled(rides)
+    if len(rides) < options.min_labelled_rides:
+        reason = (
+            f"{len(rides):,} labelled rides in the buffer, fewer than the "
+            f"{options.min_labelled_rides:,} needed to train"
+        )
+        log.warning("retraining skipped for alert %s: %s", trigger, reason)
+        return RetrainOutcome("skipped", reason, alerts, rows=len(rides))
+
+    clock = time.perf_counter()
+    train, holdout = split_by_time(rides, options.holdout_fraction)
+    timings["split"] = time.perf_counter() - clock
+
+    registry = ModelRegistry(mlflow)
+    clock = time.perf_counter()
+    champion = registry.champion()
+    champion_model = registry.load_model(champion.version) if champion is not None else None
+    timings["load_champion"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    champion_rmse = (
+        evaluate(champion_model, holdout)["rmse"] if champion_model is not None else None
+    )
+    timings["evaluate_champion"] = time.perf_counter() - clock
+
+    tags = {
+        "trigger": "drift",
+        TAG_TRIGGER_ALERT: trigger or "",
+        "trigger_alert_ids": _alert_ids_tag(alerts),
+        "data_range": pickup_range(rides),
+        "rows": str(len(rides)),
+        "train_rows": str(len(train)),
+        "holdout_rows": str(len(holdout)),
+        "parent_version": champion.version if champion is not None else "",
+        "champion_rmse": "" if champion_rmse is None else f"{champion_rmse:.6f}",
+        "margin": str(options.margin),
+    }
+    log.info(
+        "training a challenger for alert %s on %d rides (%s), holding out %d; champion %s",
+        trigger,
+        len(train),
+        tags["data_range"],
+        len(holdout),
+        f"{champion.version} RMSE {champion_rmse:.4f}" if champion and champion_rmse else "none",
+    )
+    clock = time.perf_counter()
+    trained = train_and_register(mlflow, train, holdout, options.model_kind, tags, promote=False)
+    train_register_s = time.perf_counter() - clock
+    timings["train"] = trained.metrics["train_seconds"]
+    timings["register"] = train_register_s - trained.metrics["train_seconds"]
+    version = trained.info.version
+
+    clock = time.perf_counter()
+    challenger_rmse = evaluate(trained.model, holdout)["rmse"]
+    timings["evaluate_challenger"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    decision = decide(challenger_rmse, champion_rmse, options.margin)
+    registry.set_version_tags(version, {"challenger_rmse": f"{challenger_rmse:.6f}"})
+    registry.set_alias(CHALLENGER, version)
+    timings["tag"] = time.perf_counter() - clock
+
+    metrics = {
+        "challenger_rmse": challenger_rmse,
+        "holdout_rows": float(len(holdout)),
+        "train_rows": float(len(train)),
+    }
+    if champion_rmse is not None:
+        metrics["champion_rmse"] = champion_rmse
+    champion_version = champion.version if champion is not None else None
+    clock = time.perf_counter()
+    event: Event
+    if decision.promote:
+        event = promote_and_announce(registry, version, "drift", publish, trigger, metrics)
+        registry.set_version_tags(version, {TAG_DECISION: "promoted"})
+        status: Status = "promoted"
+    else:
+        registry.set_version_tags(version, {TAG_DECISION: "rejected"})
+        event = rejected_event(registry.version(version), champion_version, trigger, metrics)
+        publish(event)
+        status = "rejected"
+    timings["decide_and_publish"] = time.perf_counter() - clock
+    log.info(
+        "challenger %s %s: %s (timings: %s)",
+        version,
+        status,
+        decision.reason,
+        ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()),
+    )
+    return RetrainOutcome(
+        status,
+        decision.reason,
+        alerts,
+        version=version,
+        champion_version=champion_version,
+        decision=decision,
+        event=event,
+        rows=len(rides),
+        timings_s=timings,
+    )
