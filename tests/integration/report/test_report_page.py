@@ -124,9 +124,15 @@ def test_report_page_is_self_contained_and_every_plot_renders_in_chromium(tmp_pa
 
     screenshot = tmp_path / "report.png"
     subprocess.run(
-        [chromium, *CHROMIUM_FLAGS, *profile, f"--screenshot={screenshot}",
-         "--window-size=1200,2400", page.as_uri()],
+        [
+            chromium,
+            *CHROMIUM_FLAGS,
+            *profile,
+            f"--screenshot={screenshot}",
+            "--window-size=1200,2400",
+            page.as_uri(),
+        ],
         capture_output=True,
         timeout=120,
-    )  # fmt: skip
+    )
     assert screenshot.exists() and screenshot.stat().st_size > 20_000
