@@ -13,6 +13,7 @@ import logging
 import re
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -298,15 +299,17 @@ def run(
     """Create the topics, replay `paths` with a fresh producer, flush and close it."""
     topics = settings.topics
     names = (topics.rides_requested, topics.rides_completed)
-    create_topics(settings.kafka, names, partitions=settings.broker.partitions)
     knobs = settings.producer
+    # The producer first: it fails fast (bootstrap_timeout_ms) when no broker answers.
     producer = build_producer(
         settings.kafka,
         linger_ms=knobs.linger_ms,
         batch_size=knobs.batch_size,
         compression_type=knobs.compression_type,
+        bootstrap_timeout_ms=knobs.bootstrap_timeout_ms,
     )
     try:
+        create_topics(settings.kafka, names, partitions=settings.broker.partitions)
         sink = KafkaSink(
             producer, names, knobs.max_pending_events, direct_append=knobs.direct_append
         )
@@ -324,8 +327,6 @@ def run(
 
 
 def _since(stats: ReplayStats) -> float:
-    import time
-
     return time.monotonic() - stats.started_s
 
 
@@ -368,8 +369,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     settings = ProducerSettings()
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
-    # kafka-python logs every connection at INFO: keep the replay's own output readable.
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
+    # kafka-python logs every connection attempt; the replay reports failures itself, in one
+    # line (RIDESTREAM_LOG_LEVEL=DEBUG shows the client's own story).
+    if settings.log_level != "DEBUG":
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
     updates: dict[str, Any] = {}
     if args.topic_prefix is not None:
         updates["topic_prefix"] = args.topic_prefix
