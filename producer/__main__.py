@@ -364,6 +364,13 @@ def summary(stats: ReplayStats, topics: tuple[str, str], paths: Sequence[Path]) 
     return "\n".join(lines)
 
 
+def kafka_reason(error: BaseException | None) -> str:
+    """`Type: message` of a Kafka error, once (kafka-python's str() repeats the type)."""
+    name = type(error).__name__
+    text = str(error.args[0]) if error is not None and error.args else ""
+    return text if text.startswith(name) else f"{name}: {text}".rstrip(": ")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `ridestream replay ARGS`; returns the exit code."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -407,18 +414,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ridestream replay: {error}", file=sys.stderr)
         return 1
     except KafkaError as error:
-        print(
-            f"ridestream replay: Kafka at {settings.kafka.bootstrap_servers}: "
-            f"{type(error).__name__}: {error}",
-            file=sys.stderr,
-        )
+        where = f"Kafka at {settings.kafka.bootstrap_servers}"
+        print(f"ridestream replay: {where}: {kafka_reason(error)}", file=sys.stderr)
         return 1
     topics = (settings.topics.rides_requested, settings.topics.rides_completed)
     print(summary(stats, topics, paths))
     if sink.failed:
         print(
             f"ridestream replay: {sink.failed:,} events failed to send "
-            f"(first: {type(sink.first_error).__name__}: {sink.first_error})",
+            f"(first: {kafka_reason(sink.first_error)})",
             file=sys.stderr,
         )
         return 1
