@@ -49,6 +49,22 @@ GBM_PARAMS: dict[str, Any] = {
 }
 
 
+# OpenMP threads for fitting and predicting. One: on the 2-core machine with a broker and other
+# services beside us, 2 spinning OpenMP threads made a 2 s fit take 110 s (bench/training_*.py).
+OPENMP_THREADS = 1
+_controller: Any = None
+
+
+def _thread_limit() -> Any:
+    """A context that caps OpenMP threads (the controller is built once: it scans libraries)."""
+    global _controller
+    if _controller is None:
+        from threadpoolctl import ThreadpoolController
+
+        _controller = ThreadpoolController()
+    return _controller.limit(limits=OPENMP_THREADS, user_api="openmp")
+
+
 def _linear_records(features: pd.DataFrame) -> list[dict[str, Any]]:
     """The course's dict rows: the zone pair as a category, the distance as a number."""
     return features[list(LINEAR_COLUMNS)].to_dict(orient="records")
@@ -96,7 +112,8 @@ def fit(kind: str, train_rides: pd.DataFrame) -> Pipeline:
     if train.empty:
         raise ValueError("no labelled rides (1-60 min) to train on")
     pipeline = build_pipeline(kind)
-    pipeline.fit(build_features(train), train[TARGET].to_numpy(dtype="float64"))
+    with _thread_limit():
+        pipeline.fit(build_features(train), train[TARGET].to_numpy(dtype="float64"))
     return pipeline
 
 
@@ -104,7 +121,8 @@ def predict_features(model: Any, features: pd.DataFrame) -> np.ndarray:
     """Predicted minutes for a features frame (the output of `build_features`)."""
     if features.empty:
         return np.empty(0, dtype="float64")
-    return np.asarray(model.predict(features), dtype="float64")
+    with _thread_limit():
+        return np.asarray(model.predict(features), dtype="float64")
 
 
 def predict(model: Any, rides: pd.DataFrame) -> np.ndarray:

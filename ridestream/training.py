@@ -23,7 +23,16 @@ import numpy as np
 import pandas as pd
 
 from ridestream.features import FEATURES, PICKUP_TIME, PREDICTION, TARGET, build_features
-from ridestream.model import DEFAULT_KIND, GBM, GBM_PARAMS, MODEL_KINDS, fit, labelled, score
+from ridestream.model import (
+    DEFAULT_KIND,
+    GBM,
+    GBM_PARAMS,
+    MODEL_KINDS,
+    fit,
+    labelled,
+    predict_features,
+    score,
+)
 from ridestream.registry import (
     MODEL_ARTIFACT,
     REFERENCE_ARTIFACT_DIR,
@@ -61,7 +70,7 @@ def reference_frame(
         rides = rides.sample(n=max_rows, random_state=0).sort_index()
     features = build_features(rides)
     reference = features[list(FEATURES)].copy()
-    reference[PREDICTION] = model.predict(features) if len(features) else np.empty(0)
+    reference[PREDICTION] = predict_features(model, features)
     reference[TARGET] = rides[TARGET].to_numpy(dtype="float64")
     return reference.reset_index(drop=True)
 
@@ -108,7 +117,7 @@ def train_and_register(
     train_seconds = time.perf_counter() - started
     scored = labelled(val_rides)
     val_features = build_features(scored)
-    val_predictions = model.predict(val_features) if len(scored) else np.empty(0)
+    val_predictions = predict_features(model, val_features)
     val = score(scored[TARGET].to_numpy(), val_predictions)
     metrics = {
         "val_rmse": val["rmse"],
@@ -137,7 +146,11 @@ def train_and_register(
             with warnings.catch_warnings():
                 # "integer columns cannot hold missing values": ours never miss (validated).
                 warnings.simplefilter("ignore", UserWarning)
-                signature = infer_signature(sample, model.predict(sample)) if len(sample) else None
+                signature = (
+                    infer_signature(sample, predict_features(model, sample))
+                    if len(sample)
+                    else None
+                )
             logged = mlflow.sklearn.log_model(
                 model,
                 name=MODEL_ARTIFACT,
