@@ -151,7 +151,9 @@ def choose_stattest(
             return stattests.ks_stat_test
         return stattests.chi_stat_test if n_values > 2 else stattests.z_stat_test
     if reference.kind == "numerical":
-        return stattests.jensenshannon_stat_test if n_values <= 5 else stattests.wasserstein_stat_test
+        return (
+            stattests.jensenshannon_stat_test if n_values <= 5 else stattests.wasserstein_stat_test
+        )
     return stattests.jensenshannon_stat_test
 
 

@@ -27,9 +27,8 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from ridestream.events import DurationPredicted, RideCompleted
-
 from monitor.windows import WindowSpec
+from ridestream.events import DurationPredicted, RideCompleted
 
 log = logging.getLogger(__name__)
 
@@ -159,10 +158,7 @@ class WindowedJoin:
         self, partition: Partition, offset: int, event: DurationPredicted | RideCompleted
     ) -> None:
         """Take one ride event into the state (or count it late, or drop a replayed one)."""
-        if isinstance(event, DurationPredicted):
-            pickup = event.event_time
-        else:
-            pickup = event.pickup_time
+        pickup = event.event_time if isinstance(event, DurationPredicted) else event.pickup_time
         previous = self.partition_max.get(partition)
         if previous is None or event.event_time > previous:
             self.partition_max[partition] = event.event_time

@@ -14,13 +14,18 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from monitor.alerts import AlertRules, AlertState, drift_alert, evaluate_rules
+from monitor.drift import DriftOptions, Reference, window_drift
+from monitor.join import ClosedWindow, Frontier, ItemKey, Partition, WindowedJoin
+from monitor.quality import window_quality
+from monitor.windows import WindowSpec, parse_count_window_index
 from ridestream.events import (
     DriftWindowClosed,
     DurationPredicted,
@@ -33,12 +38,6 @@ from ridestream.events import (
 from ridestream.features import DRIFT_CATEGORICAL, DRIFT_NUMERICAL, PREDICTION, TARGET
 from ridestream.kafka import Outgoing, Received
 from ridestream.topics import Topics
-
-from monitor.alerts import AlertRules, AlertState, drift_alert, evaluate_rules
-from monitor.drift import DriftOptions, Reference, window_drift
-from monitor.join import ClosedWindow, Frontier, ItemKey, Partition, WindowedJoin
-from monitor.quality import window_quality
-from monitor.windows import WindowSpec, parse_count_window_index
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +54,7 @@ class ModelUpdate(Event):
     """Decoder of `models.updates`: a ModelPromoted or a ModelRejected (both are valid there)."""
 
     @classmethod
-    def model_validate_json(cls, json_data: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def model_validate_json(cls, json_data: Any, **kwargs: Any) -> Any:
         """Parse a promotion, or else a rejection; raise the promotion's error if neither."""
         try:
             return ModelPromoted.model_validate_json(json_data, **kwargs)
@@ -72,8 +71,8 @@ class MonitorConfig:
 
     spec: WindowSpec
     lateness: timedelta = timedelta(hours=2)
-    rules: AlertRules = AlertRules()
-    drift: DriftOptions = DriftOptions()
+    rules: AlertRules = field(default_factory=AlertRules)
+    drift: DriftOptions = field(default_factory=DriftOptions)
 
 
 @dataclass(frozen=True)
@@ -104,9 +103,7 @@ def restore(
         last, headers = ordered[-1]
         raw = json.loads(headers[HEADER_LAST_KEY])
         key: ItemKey = (datetime.fromisoformat(raw[0]), int(raw[1]), str(raw[2]))
-        frontier = Frontier(
-            last_key=key, next_index=parse_count_window_index(last.window_id) + 1
-        )
+        frontier = Frontier(last_key=key, next_index=parse_count_window_index(last.window_id) + 1)
     state = AlertState()
     for window, headers in ordered:
         bad = bool(json.loads(headers.get(HEADER_RULES, b"[]")))
@@ -231,7 +228,9 @@ class MonitorPipeline:
         headers = [(HEADER_RULES, _rules_json(fired))]
         if window.last_key is not None:
             time, kind, ride_id = window.last_key
-            headers.append((HEADER_LAST_KEY, json.dumps([time.isoformat(), kind, ride_id]).encode()))
+            headers.append(
+                (HEADER_LAST_KEY, json.dumps([time.isoformat(), kind, ride_id]).encode())
+            )
         message = Outgoing.of(self.topics.drift_windows, event)
         outputs = [Outgoing(message.topic, message.key, message.value, tuple(headers))]
         self.windows_published += 1

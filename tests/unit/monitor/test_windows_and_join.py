@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -10,20 +11,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from monitor.drift import prepare_reference
+from monitor.join import WindowedJoin
+from monitor.pipeline import MonitorConfig, MonitorPipeline, restore
+from monitor.windows import WindowSpec, parse_duration
 from ridestream.events import DriftWindowClosed, DurationPredicted, RideCompleted, decode
 from ridestream.features import PREDICTION, TARGET
 from ridestream.kafka import Outgoing, Received
 from ridestream.topics import Topics
 
-from monitor.drift import prepare_reference
-from monitor.join import WindowedJoin
-from monitor.pipeline import MonitorConfig, MonitorPipeline, restore
-from monitor.windows import WindowSpec, parse_duration
-
 T0 = datetime(2021, 1, 4)
 TOPICS = Topics("t.")
 PRED, DONE = TOPICS.rides_predictions, TOPICS.rides_completed
 LATENESS = timedelta(hours=2)
+SPECS = [WindowSpec(timedelta(hours=6)), WindowSpec(timedelta(hours=1), rides=97)]
 
 
 def prediction(ride_id: str, pickup: datetime, distance: float = 2.0) -> DurationPredicted:
@@ -150,7 +151,9 @@ def windows_of(produced: Sequence[Outgoing]) -> dict[str, bytes]:
     for message in produced:
         if message.topic == TOPICS.drift_windows:
             key = message.key.decode()
-            assert found.get(key, message.value) == message.value, f"{key} published twice, differently"
+            assert found.get(key, message.value) == message.value, (
+                f"{key} published twice, differently"
+            )
             found[key] = message.value
     return found
 
@@ -218,7 +221,9 @@ def test_prediction_and_completion_that_never_meet_expire_and_are_counted():
 
 
 def test_completion_past_the_lateness_is_late_in_the_window_of_its_drop_off():
-    pipeline = MonitorPipeline(MonitorConfig(WindowSpec(timedelta(days=1))), TOPICS, reference_provider)
+    pipeline = MonitorPipeline(
+        MonitorConfig(WindowSpec(timedelta(days=1))), TOPICS, reference_provider
+    )
     pickup = datetime(2021, 1, 4, 23, 0)
     batch = [
         Received(PRED, 0, 0, prediction("long", pickup)),
@@ -239,7 +244,7 @@ def test_event_of_a_closed_window_is_counted_late_not_added():
     join = WindowedJoin(WindowSpec(timedelta(days=1)), LATENESS)
     join.add(("p", 0), 0, prediction("a", datetime(2021, 1, 4, 10)))
     join.add(("p", 0), 1, prediction("b", datetime(2021, 1, 6, 10)))
-    (first,) = join.close(join.watermark())
+    (_first,) = join.close(join.watermark())
     join.add(("p", 1), 0, prediction("straggler", datetime(2021, 1, 4, 11)))
     assert join.late_total == 1
     windows = join.close(datetime(2021, 1, 8))
@@ -248,7 +253,9 @@ def test_event_of_a_closed_window_is_counted_late_not_added():
     ]
 
 
-@pytest.mark.parametrize("spec", [WindowSpec(timedelta(hours=6)), WindowSpec(timedelta(hours=1), rides=97)])
+@pytest.mark.parametrize(
+    "spec", [WindowSpec(timedelta(hours=6)), WindowSpec(timedelta(hours=1), rides=97)]
+)
 def test_windows_are_the_same_for_any_partition_interleaving_and_disorder(spec):
     events = ride_stream(1500)
     config = MonitorConfig(spec, LATENESS)
@@ -279,10 +286,12 @@ def test_count_windows_hold_exactly_the_given_number_of_rides_in_pickup_order():
     assert windows and all(w.rides == 100 for w in windows)
     ordered = sorted(windows, key=lambda w: w.window_id)
     assert [w.window_id for w in ordered] == [f"100r:{i:08d}" for i in range(len(ordered))]
-    assert all(a.event_time <= b.window_start for a, b in zip(ordered, ordered[1:], strict=False))
+    assert all(a.event_time <= b.window_start for a, b in itertools.pairwise(ordered))
 
 
-@pytest.mark.parametrize("spec", [WindowSpec(timedelta(hours=6)), WindowSpec(timedelta(hours=1), rides=97)])
+@pytest.mark.parametrize(
+    "spec", [WindowSpec(timedelta(hours=6)), WindowSpec(timedelta(hours=1), rides=97)]
+)
 @pytest.mark.parametrize("commit_on_crash", [True, False])
 def test_restart_at_any_point_publishes_the_same_windows_as_an_uninterrupted_run(
     spec, commit_on_crash
