@@ -12,7 +12,7 @@ DATA_DIR ?= $(if $(wildcard ../shared/data/*.parquet),../shared/data,data)
 export RIDESTREAM_DATA_DIR ?= $(DATA_DIR)
 export RIDESTREAM_TEST_DATA_DIR ?= $(DATA_DIR)
 
-.PHONY: help install chromium test test-unit test-integration lint format broker-up broker-down broker-status bench clean
+.PHONY: help install chromium demo test test-unit test-integration lint format broker-up broker-down broker-status bench clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
+
+demo: install ## Run the whole loop on real data (local Kafka, SQLite MLflow, all services)
+	$(BIN)/ridestream demo $(DEMO_ARGS)
 
 test: install lint ## Lint, type-check and run every test (unit + integration on a real Kafka)
 	$(BIN)/pytest tests

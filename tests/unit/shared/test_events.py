@@ -168,7 +168,7 @@ def test_missing_field_is_refused() -> None:
 
 
 def test_completion_before_pickup_is_refused() -> None:
-    with pytest.raises(ValidationError, match="drop-off .* is before pickup_time"):
+    with pytest.raises(ValidationError, match=r"drop-off .* is before pickup_time"):
         RideCompleted(**completed(event_time=PICKUP.replace(hour=7)))  # type: ignore[arg-type]
 
 

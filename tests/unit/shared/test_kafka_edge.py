@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from ridestream.events import RideRequested
-from ridestream.kafka import PoisonRecordError, decode_record, dead_letter
+from ridestream.kafka import PoisonRecordError, dead_letter, decode_record
 
 
 @dataclass
