@@ -27,6 +27,7 @@ class ThroughputLog:
         self.clock = clock
         self._reset(clock())
         self.lines = 0
+        self.last_line = ""
 
     def _reset(self, now: float) -> None:
         self.since = now
@@ -61,5 +62,6 @@ class ThroughputLog:
         )
         log.info(line)
         self.lines += 1
+        self.last_line = line
         self._reset(now)
         return line

@@ -88,7 +88,7 @@ def test_label_rule_keeps_one_to_sixty_minutes() -> None:
 
 
 def test_rides_frame_from_events_matches_the_file_columns() -> None:
-    events = [
+    events: list[RideRequested | RideCompleted] = [
         RideRequested(
             ride_id="r1",
             event_time=datetime(2021, 1, 4, 16, 30),
