@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -295,8 +295,12 @@ def run(
     *,
     stop: threading.Event | None = None,
     progress: bool = True,
+    on_progress: Callable[[ReplayStats, Pacer], None] | None = None,
 ) -> tuple[ReplayStats, KafkaSink]:
-    """Create the topics, replay `paths` with a fresh producer, flush and close it."""
+    """Create the topics, replay `paths` with a fresh producer, flush and close it.
+
+    Progress goes to stderr when `progress`, or to `on_progress` when given (benchmarks).
+    """
     topics = settings.topics
     names = (topics.rides_requested, topics.rides_completed)
     knobs = settings.producer
@@ -313,7 +317,8 @@ def run(
         sink = KafkaSink(
             producer, names, knobs.max_pending_events, direct_append=knobs.direct_append
         )
-        on_progress = _print_progress if progress else None
+        if on_progress is None and progress:
+            on_progress = _print_progress
         stats = replay(_batches(paths), sink, options, stop=stop, on_progress=on_progress)
         producer.flush()
         sink.wait_for_room()

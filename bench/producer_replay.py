@@ -1,0 +1,243 @@
+"""Benchmark the replay: throughput at --speed max against a bare kafka-python producer sending
+the same bytes, and event-time pacing at --speed 60 over a minute. Real broker, one process.
+
+    python bench/producer_replay.py                      # both, a broker is started if needed
+    python bench/producer_replay.py --only throughput --trials 5
+    python bench/producer_replay.py --bootstrap 127.0.0.1:19092 --only pacing --pacing-s 60
+
+Modes of the throughput table (each on its own fresh topics, trials alternate):
+  replay (direct append)  `ridestream replay` as shipped: read, validate, merge, encode, send
+  replay (plain send)     the same with RIDESTREAM_PRODUCER__DIRECT_APPEND=false
+  bare send()             KafkaProducer.send(topic, key, value) of the pre-encoded events + flush
+Prints a table; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import kafka
+import numpy as np
+import pydantic
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from producer.__main__ import run  # noqa: E402
+from producer.replay import (  # noqa: E402
+    Encoded,
+    Pacer,
+    ReplayOptions,
+    ReplayStats,
+    format_event_time,
+    replay,
+)
+from producer.settings import ProducerOptions, ProducerSettings  # noqa: E402
+from ridestream import kafka_broker  # noqa: E402
+from ridestream.kafka import build_producer, create_topics  # noqa: E402
+from ridestream.settings import BrokerSettings, KafkaSettings  # noqa: E402
+from ridestream.trips import iter_trip_batches  # noqa: E402
+
+DATA_DIR = Path(os.environ.get("RIDESTREAM_TEST_DATA_DIR", REPO.parent / "shared" / "data"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def broker(bootstrap: str | None) -> Iterator[str]:
+    """The given broker, or a local Apache Kafka started for the bench and stopped after."""
+    if bootstrap:
+        yield bootstrap
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-kafka-") as folder:
+        settings = BrokerSettings(
+            port=_free_port(), controller_port=_free_port(), data_dir=Path(folder) / "kafka"
+        )
+        kafka_broker.start(settings)
+        try:
+            yield settings.bootstrap
+        finally:
+            kafka_broker.stop(settings)
+
+
+def _settings(bootstrap: str, **producer: object) -> ProducerSettings:
+    return ProducerSettings(
+        kafka=KafkaSettings(bootstrap_servers=bootstrap),
+        topic_prefix=f"bench-{uuid.uuid4().hex[:8]}.",
+        producer=ProducerOptions(**producer),  # type: ignore[arg-type]
+    )
+
+
+def encoded_events(path: Path) -> list[tuple[int, bytes, bytes]]:
+    """Every event the replay would send for `path`, in order (no Kafka)."""
+    out: list[tuple[int, bytes, bytes]] = []
+
+    def collect(encoded: Encoded, start: int, stop: int) -> None:
+        out.extend(
+            zip(
+                encoded.kinds[start:stop],
+                encoded.keys[start:stop],
+                encoded.values[start:stop],
+                strict=True,
+            )
+        )
+
+    replay(iter_trip_batches(path), collect, ReplayOptions())
+    return out
+
+
+def bare_send(bootstrap: str, events: list[tuple[int, bytes, bytes]]) -> float:
+    """Seconds for a bare KafkaProducer (same config as the replay) to send and flush them."""
+    settings = _settings(bootstrap)
+    names = (settings.topics.rides_requested, settings.topics.rides_completed)
+    create_topics(settings.kafka, names, partitions=settings.broker.partitions)
+    knobs = settings.producer
+    producer = build_producer(
+        settings.kafka, linger_ms=knobs.linger_ms, batch_size=knobs.batch_size
+    )
+    try:
+        for name in names:
+            producer.partitions_for(name)  # metadata before the clock starts, as in the replay
+        send = producer.send
+        started = time.perf_counter()
+        for kind, key, value in events:
+            send(names[kind], key=key, value=value)
+        producer.flush()
+        return time.perf_counter() - started
+    finally:
+        producer.close()
+
+
+def replay_once(bootstrap: str, path: Path, direct_append: bool) -> ReplayStats:
+    """One `ridestream replay --speed max` of `path`, in this process."""
+    stats, sink = run(
+        _settings(bootstrap, direct_append=direct_append),
+        [path],
+        ReplayOptions(),
+        progress=False,
+    )
+    assert sink.failed == 0, f"{sink.failed} sends failed"
+    return stats
+
+
+def throughput(bootstrap: str, path: Path, trials: int) -> None:
+    events = encoded_events(path)
+    size = sum(len(k) + len(v) for _, k, v in events)
+    rates: dict[str, list[float]] = {
+        "replay (direct append)": [],
+        "replay (plain send)": [],
+        "bare send()": [],
+    }
+    for trial in range(trials):
+        stats = replay_once(bootstrap, path, direct_append=True)
+        rates["replay (direct append)"].append(stats.events_per_s)
+        stats = replay_once(bootstrap, path, direct_append=False)
+        rates["replay (plain send)"].append(stats.events_per_s)
+        rates["bare send()"].append(len(events) / bare_send(bootstrap, events))
+        print(
+            f"  trial {trial + 1}/{trials}: "
+            + ", ".join(f"{mode} {values[-1]:,.0f}" for mode, values in rates.items()),
+            file=sys.stderr,
+        )
+    bare = statistics.median(rates["bare send()"])
+    print(
+        f"\nthroughput, --speed max: {path.name}, {len(events):,} events, "
+        f"{size / len(events):.0f} bytes key+value on average, {trials} trials"
+    )
+    print(f"{'mode':<24} {'median ev/s':>12} {'best ev/s':>12} {'vs bare':>8}")
+    for mode, values in rates.items():
+        median = statistics.median(values)
+        print(f"{mode:<24} {median:>12,.0f} {max(values):>12,.0f} {median / bare:>7.2f}x")
+
+
+def pacing(bootstrap: str, path: Path, speed: float, seconds: float, start: str) -> None:
+    samples: list[tuple[float, int]] = []  # (wall s, event time µs of the last event sent)
+
+    def record(stats: ReplayStats, pacer: Pacer) -> None:
+        if stats.last_event_us is not None:
+            samples.append((time.monotonic(), stats.last_event_us))
+
+    stop = threading.Event()
+    timer = threading.Timer(seconds, stop.set)
+    timer.start()
+    settings = _settings(bootstrap, progress_interval_s=0.05)
+    options = ReplayOptions(
+        speed=speed,
+        start=np.datetime64(start).astype("datetime64[us]").astype(object),
+        progress_interval_s=0.05,
+    )
+    try:
+        stats, _ = run(settings, [path], options, stop=stop, on_progress=record)
+    finally:
+        timer.cancel()
+    (wall0, event0), (wall1, event1) = samples[0], samples[-1]
+    target_s = (wall1 - wall0) * speed
+    covered_s = (event1 - event0) / 1e6
+    lags = [((e - event0) / 1e6 - (w - wall0) * speed) for w, e in samples]
+    print(f"\npacing, --speed {speed:g} for {seconds:g} s of wall time: {path.name} from {start}")
+    print(f"{'wall time measured':<34} {wall1 - wall0:>10.2f} s")
+    print(f"{'event time target (wall x speed)':<34} {target_s:>10.1f} s")
+    print(
+        f"{'event time covered':<34} {covered_s:>10.1f} s "
+        f"({format_event_time(event0)} .. {format_event_time(event1)})"
+    )
+    print(
+        f"{'covered / target':<34} {covered_s / target_s:>10.4f} "
+        f"(error {100 * abs(covered_s / target_s - 1):.2f}%)"
+    )
+    print(
+        f"{'event-time lag behind target':<34} {-max(lags):>6.1f} .. {-min(lags):.1f} s "
+        f"(one event every {covered_s / max(stats.events_sent, 1):.1f} s of event time)"
+    )
+    print(f"{'events sent':<34} {stats.events_sent:>10,}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--bootstrap",
+        default=os.environ.get("RIDESTREAM_BENCH_KAFKA"),
+        help="a running broker (default: start a local one)",
+    )
+    parser.add_argument("--file", type=Path, default=DATA_DIR / "green_tripdata_2021-01.parquet")
+    parser.add_argument("--only", choices=("throughput", "pacing"))
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--speed", type=float, default=60.0)
+    parser.add_argument("--pacing-s", type=float, default=60.0)
+    parser.add_argument(
+        "--pacing-start",
+        default="2021-01-05T07:00:00",
+        help="event time to start pacing from (a busy weekday morning)",
+    )
+    args = parser.parse_args()
+    print(
+        f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"kafka-python {kafka.__version__}, pydantic {pydantic.VERSION}, numpy {np.__version__}"
+    )
+    with broker(args.bootstrap) as bootstrap:
+        print(f"broker: Apache Kafka at {bootstrap}")
+        if args.only in (None, "throughput"):
+            throughput(bootstrap, args.file, args.trials)
+        if args.only in (None, "pacing"):
+            pacing(bootstrap, args.file, args.speed, args.pacing_s, args.pacing_start)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
