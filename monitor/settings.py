@@ -1,0 +1,55 @@
+"""The monitor's settings: the shared ones plus a `monitor` section (`RIDESTREAM_MONITOR__*`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, field_validator
+
+from monitor.windows import parse_duration
+from ridestream.settings import STATE_DIR, Settings
+
+
+class MonitorOptions(BaseModel):
+    """Windows, lateness, alert rules, Evidently knobs and where snapshots go."""
+
+    group_id: str = "monitor"
+    # Tumbling event-time windows by duration (`1d`, `6h`, `30m`) ...
+    window: str = "1d"
+    # ... or by ride count (set: count windows, assembled from closed `slice` time slices).
+    window_rides: int | None = Field(default=None, gt=0)
+    slice: str = "1h"
+    # How far event time may run ahead of a ride before its window closes without it.
+    lateness: str = "2h"
+    # Alert rules (see monitor.alerts).
+    drift_share_threshold: float = Field(default=0.5, gt=0, le=1)
+    rmse_tolerance: float = Field(default=0.2, ge=0)
+    debounce_windows: int = Field(default=1, ge=1)
+    cooldown_windows: int = Field(default=3, ge=0)
+    # Evidently's drift knobs; None keeps Evidently's default for the data size.
+    num_method: str | None = None
+    cat_method: str | None = None
+    num_threshold: float | None = Field(default=None, gt=0)
+    cat_threshold: float | None = Field(default=None, gt=0)
+    # Evidently snapshots, written beside the loop (skipped when it falls behind).
+    snapshots: bool = True
+    reports_dir: Path = STATE_DIR / "reports"
+    html: bool = False
+    workspace: Path | None = None
+    snapshot_queue: int = Field(default=4, ge=1)
+    # Records per poll: bounds the work between two polls.
+    max_poll_records: int = Field(default=5_000, gt=0)
+    # Reading the already published windows at start (restart safety).
+    restore_timeout_s: float = Field(default=60.0, gt=0)
+
+    @field_validator("window", "slice", "lateness")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
+class MonitorSettings(Settings):
+    """Settings of `ridestream monitor`."""
+
+    monitor: MonitorOptions = MonitorOptions()
