@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -146,11 +146,23 @@ class Metrics:
         self, service: str, stats: BatchStats, *, topic_in: str, topic_out: str | None = None
     ) -> None:
         """Count one loop pass: records in and dead letters under `topic_in`, outputs under
-        `topic_out` (omit it for a service that produces nothing), latency when non-empty."""
-        self.events_in.labels(service, topic_in).inc(stats.polled)
-        self.dead_letters.labels(service, topic_in).inc(stats.dead_letters)
-        if topic_out is not None:
-            self.events_out.labels(service, topic_out).inc(stats.produced)
+        `topic_out` (omit it for a service that produces nothing), latency when non-empty.
+
+        When `stats` carries per-topic counts (`polled_by_topic`, `dead_letters_by_topic`,
+        `produced_by_topic`: mappings of topic to count), those are used instead, so a service
+        that reads or writes several topics gets one series per topic.
+        """
+        polled = _by_topic(stats, "polled_by_topic") or {topic_in: stats.polled}
+        dead = _by_topic(stats, "dead_letters_by_topic") or {topic_in: stats.dead_letters}
+        produced = _by_topic(stats, "produced_by_topic")
+        if not produced and topic_out is not None:
+            produced = {topic_out: stats.produced}
+        for topic, count in polled.items():
+            self.events_in.labels(service, topic).inc(count)
+        for topic, count in dead.items():
+            self.dead_letters.labels(service, topic).inc(count)
+        for topic, count in produced.items():
+            self.events_out.labels(service, topic).inc(count)
         # An empty poll returns before the clock is read: its 0.0 s would only skew the buckets.
         if stats.polled:
             self.batch_seconds.labels(service).observe(stats.seconds)
@@ -209,6 +221,11 @@ class Metrics:
         """Count a drift alert once per rule that fired."""
         for fired in alert.rules:
             self.drift_alerts.labels(service, fired.rule).inc()
+
+
+def _by_topic(stats: BatchStats, attribute: str) -> dict[str, int]:
+    counts = getattr(stats, attribute, None)
+    return dict(counts) if isinstance(counts, Mapping) else {}
 
 
 def _or_nan(value: float | None) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pytest
@@ -258,4 +259,42 @@ def test_replay_producer_counts_events_out(registry: CollectorRegistry, metrics:
     assert (
         value(registry, "ridestream_events_out_total", service="producer", topic="rides.requested")
         == 1024
+    )
+
+
+@dataclass
+class BatchStatsByTopic(BatchStats):
+    """BatchStats with the per-topic counts proposed for ridestream.kafka."""
+
+    polled_by_topic: dict[str, int] = field(default_factory=dict)
+    dead_letters_by_topic: dict[str, int] = field(default_factory=dict)
+    produced_by_topic: dict[str, int] = field(default_factory=dict)
+
+
+def test_per_topic_counts_give_one_series_per_topic(
+    registry: CollectorRegistry, metrics: Metrics
+) -> None:
+    stats = BatchStatsByTopic(
+        polled=30,
+        valid=29,
+        dead_letters=1,
+        produced=2,
+        seconds=0.3,
+        polled_by_topic={"rides.predictions": 20, "rides.completed": 10},
+        dead_letters_by_topic={"rides.completed": 1},
+        produced_by_topic={"drift.windows": 1, "drift.alerts": 1},
+    )
+
+    metrics.record_batch("monitor", stats, topic_in="unused", topic_out="unused")
+
+    events_in = "ridestream_events_in_total"
+    assert value(registry, events_in, service="monitor", topic="rides.predictions") == 20
+    assert value(registry, events_in, service="monitor", topic="rides.completed") == 10
+    assert value(registry, events_in, service="monitor", topic="unused") is None
+    assert (
+        value(registry, "ridestream_dead_letters_total", service="monitor", topic="rides.completed")
+        == 1
+    )
+    assert (
+        value(registry, "ridestream_events_out_total", service="monitor", topic="drift.alerts") == 1
     )
