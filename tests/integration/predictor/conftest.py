@@ -1,0 +1,162 @@
+"""Fixtures for the predictor on a real broker and a real MLflow store (SQLite in tmp)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+
+from predictor.__main__ import run
+from predictor.settings import PredictorOptions, PredictorSettings
+from ridestream.events import RideRequested, encode
+from ridestream.features import PICKUP_TIME, RIDE_ID, TARGET
+from ridestream.kafka import LoopStats
+from ridestream.settings import KafkaSettings, MlflowSettings
+
+TIMEOUT_S = 30.0
+
+
+def synthetic_rides(count: int, seed: int, slope: float = 3.5) -> pd.DataFrame:
+    """Labelled rides; `slope` (minutes per mile) tells two trained models apart."""
+    rng = np.random.default_rng(seed)
+    distance = rng.gamma(2.0, 1.5, count).round(2)
+    return pd.DataFrame(
+        {
+            RIDE_ID: [f"train:{seed}:{i}" for i in range(count)],
+            PICKUP_TIME: pd.Timestamp("2021-01-01")
+            + pd.to_timedelta(rng.integers(0, 28 * 86400, count), unit="s"),
+            "PULocationID": rng.integers(1, 266, count),
+            "DOLocationID": rng.integers(1, 266, count),
+            "trip_distance": distance,
+            TARGET: 2 + slope * distance + rng.normal(0, 1, count),
+        }
+    )
+
+
+def ride(n: int, prefix: str = "ride") -> RideRequested:
+    return RideRequested(
+        ride_id=f"{prefix}-{n}",
+        event_time=datetime(2021, 2, 1) + timedelta(seconds=7 * n),
+        pu_location_id=1 + n % 265,
+        do_location_id=1 + (n * 7) % 265,
+        trip_distance=float(n % 20) / 2,
+    )
+
+
+@pytest.fixture(scope="module")
+def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite MLflow store per module: creating its schema takes seconds."""
+    return tmp_path_factory.mktemp("mlflow")
+
+
+@pytest.fixture
+def mlflow_settings(mlflow_store: Path, topic_prefix: str) -> MlflowSettings:
+    """The module's store, with a model and experiment of the test's own."""
+    name = "ride-duration-" + topic_prefix.strip(".")
+    return MlflowSettings(
+        tracking_uri=f"sqlite:///{mlflow_store}/mlflow.db",
+        artifact_location=str(mlflow_store / "artifacts" / name),
+        experiment=name,
+        model_name=name,
+    )
+
+
+@pytest.fixture
+def predictor_settings(
+    kafka_settings: KafkaSettings, topic_prefix: str, group_id: str, mlflow_settings: MlflowSettings
+) -> PredictorSettings:
+    return PredictorSettings(
+        kafka=kafka_settings,
+        mlflow=mlflow_settings,
+        topic_prefix=topic_prefix,
+        predictor=PredictorOptions(
+            group_id=group_id, champion_wait_s=0.5, log_interval_s=1.0, poll_timeout_ms=100
+        ),
+    )
+
+
+class RunningPredictor:
+    """The predictor's `run` in a thread, stopped like SIGTERM stops it."""
+
+    def __init__(self, settings: PredictorSettings) -> None:
+        self.stop = threading.Event()
+        self.ready = threading.Event()
+        self.stats: LoopStats | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(settings,), daemon=True)
+
+    def _run(self, settings: PredictorSettings) -> None:
+        try:
+            self.stats = run(settings, self.stop, self.ready)
+        except BaseException as error:  # surfaced by the test through `close`
+            self.error = error
+            self.ready.set()
+
+    def start(self) -> RunningPredictor:
+        self.thread.start()
+        assert self.ready.wait(TIMEOUT_S), "predictor not ready"
+        if self.error:
+            raise self.error
+        return self
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(TIMEOUT_S)
+        assert not self.thread.is_alive(), "predictor did not stop"
+        if self.error:
+            raise self.error
+
+
+@pytest.fixture
+def start_predictor() -> Iterator[Any]:
+    running: list[RunningPredictor] = []
+
+    def start(settings: PredictorSettings) -> RunningPredictor:
+        predictor = RunningPredictor(settings)
+        running.append(predictor)
+        return predictor.start()
+
+    yield start
+    for predictor in running:
+        predictor.stop.set()
+    for predictor in running:
+        predictor.thread.join(TIMEOUT_S)
+
+
+def produce(settings: KafkaSettings, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
+    producer = KafkaProducer(**settings.client_config())
+    for key, value in messages:
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+def produce_rides(settings: KafkaSettings, topic: str, rides: list[RideRequested]) -> None:
+    produce(settings, topic, [(r.key.encode(), encode(r)) for r in rides])
+
+
+def read_topic(settings: KafkaSettings, topic: str, expect: int, timeout_s: float = TIMEOUT_S):
+    """Every record of `topic`, read until `expect` arrived (and 1 s more) or the timeout."""
+    consumer = KafkaConsumer(
+        topic, **settings.client_config(), group_id=None, auto_offset_reset="earliest"
+    )
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=300).values():
+                records.extend(batch)
+            if len(records) >= expect:
+                # A little longer, so a duplicate would show up too.
+                deadline = min(deadline, time.monotonic() + 1.0)
+    finally:
+        consumer.close()
+    return records
