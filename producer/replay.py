@@ -46,9 +46,9 @@ log = logging.getLogger(__name__)
 
 REQUESTED, COMPLETED = 0, 1  # event kinds; also the tie-break order at equal event times
 US_PER_S = 1_000_000
-# 1M events (500k rides) is ~80 MB of columns and holds any green month (88k rows at most) in
-# exact event-time order.
-DEFAULT_REORDER_EVENTS = 1_000_000
+# 500k events (250k rides, ~60 bytes an event: ~30 MB) hold any green month (88k rows at most)
+# in exact event-time order; yellow months are bigger, but only how far rows stray matters.
+DEFAULT_REORDER_EVENTS = 500_000
 # In paced replays an event-time gap longer than this (stray 2009 rows before a 2021 month) is
 # jumped over instead of slept through.
 DEFAULT_MAX_GAP_S = 3_600.0
@@ -91,8 +91,8 @@ class Rides:
     pu_location_id: np.ndarray
     do_location_id: np.ndarray
     trip_distance: np.ndarray
-    vendor_id: np.ndarray  # float64, NaN = null
-    passenger_count: np.ndarray  # float64, NaN = null
+    vendor_id: np.ndarray  # float32, NaN = null
+    passenger_count: np.ndarray  # float32, NaN = null
     source: np.ndarray  # int32 index into the replay's list of sources
     row: np.ndarray  # int64 file row
 
@@ -157,11 +157,13 @@ def rides_of(batch: TripBatch, mask: np.ndarray, source_index: int) -> Rides:
     return Rides(
         pickup_us=batch.pickup.astype(np.int64)[mask],
         dropoff_us=batch.dropoff.astype(np.int64)[mask],
-        pu_location_id=batch.pu_location_id[mask].astype(np.int64),
-        do_location_id=batch.do_location_id[mask].astype(np.int64),
+        # Compact dtypes (zones 1-265, vendor 0-100, passengers 0-20 and NaN fit exactly): the
+        # reorder buffer holds up to a million of these.
+        pu_location_id=batch.pu_location_id[mask].astype(np.int16),
+        do_location_id=batch.do_location_id[mask].astype(np.int16),
         trip_distance=batch.trip_distance[mask],
-        vendor_id=batch.vendor_id[mask],
-        passenger_count=batch.passenger_count[mask],
+        vendor_id=batch.vendor_id[mask].astype(np.float32),
+        passenger_count=batch.passenger_count[mask].astype(np.float32),
         source=np.full(int(mask.sum()), source_index, dtype=np.int32),
         row=batch.rows[mask],
     )
@@ -198,19 +200,19 @@ class Events:
         )
 
     @classmethod
-    def concat(cls, parts: list[Events]) -> Events:
-        """The events of `parts`, one after the other."""
+    def merge(cls, first: Events, second: Events, order: np.ndarray) -> Events:
+        """`first` then `second`, reordered by `order`, one column at a time (less memory)."""
+
+        def column(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return np.concatenate([a, b])[order]
+
         rides = Rides(
             **{
-                name: np.concatenate([vars(p.rides)[name] for p in parts])
-                for name in vars(parts[0].rides)
+                name: column(vars(first.rides)[name], vars(second.rides)[name])
+                for name in vars(first.rides)
             }
         )
-        return cls(
-            np.concatenate([p.time_us for p in parts]),
-            np.concatenate([p.kind for p in parts]),
-            rides,
-        )
+        return cls(column(first.time_us, second.time_us), column(first.kind, second.kind), rides)
 
 
 def _sort_key(events: Events) -> np.ndarray:
@@ -242,10 +244,14 @@ class EventTimeMerger:
         if self._last_sent_key is not None:
             late = _sort_key(new)[: len(rides)] < self._last_sent_key
             self.late_rides += int(late.sum())
-        merged = new if self._pending is None else Events.concat([self._pending, new])
-        # Stable: equal keys keep file order. Timsort finds the sorted pending run fast.
-        order = np.argsort(_sort_key(merged), kind="stable")
-        merged = merged.take(order)
+        pending, self._pending = self._pending, None
+        if pending is None:
+            merged = new.take(np.argsort(_sort_key(new), kind="stable"))
+        else:
+            # Stable: equal keys keep file order. Timsort finds the sorted pending run fast.
+            order = np.argsort(np.concatenate([_sort_key(pending), _sort_key(new)]), kind="stable")
+            merged = Events.merge(pending, new, order)
+            del pending
         overflow = len(merged) - self.capacity_events
         if overflow <= 0:
             self._pending = merged

@@ -22,6 +22,7 @@ from producer.synth import GREEN_SCHEMA, SynthOptions, fit, generate
 from ridestream.trips import NotATripFileError, iter_trip_batches, month_path
 
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+ROW_GROUP_ROWS = 65_536
 
 
 class _Parser(argparse.ArgumentParser):
@@ -145,7 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     written, first, last = 0, None, None
     with pq.ParquetWriter(part, GREEN_SCHEMA) as writer:
         for table in generate(model, options):
-            writer.write_table(table)
+            # Row groups of ~64k rows: a reader streams them without holding a whole chunk.
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
             written += table.num_rows
             pickups = table.column("lpep_pickup_datetime")
             first = first or pickups[0].as_py()

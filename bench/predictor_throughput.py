@@ -1,0 +1,487 @@
+"""Predictor benchmarks on a real local broker (not a test: prints a table, asserts nothing).
+
+    python bench/predictor_throughput.py [--bootstrap HOST:PORT] [--rides 200000]
+
+1. throughput of one predictor process (`python -m predictor`, gbm champion) on pre-produced
+   rides, next to a bare kafka-python consume -> produce passthrough of the same messages and
+   a per-record baseline (decode one, predict one row, produce one);
+2. latency RideRequested produced -> DurationPredicted readable at a steady rate;
+3. two predictor processes in one group on a 4-partition topic: shares and completeness.
+
+Without --bootstrap it starts its own Apache Kafka (ports 39092/39093, data in
+/tmp/predictor-broker) and stops it at the end. Rides come from the real TLC files in
+RIDESTREAM_DATA_DIR (default ../shared/data), repeated with fresh ids up to --rides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+# -- workers (run as subprocesses of this script) ----------------------------------------------
+
+
+def passthrough_worker(bootstrap: str, source: str, target: str, group: str) -> None:
+    """Bare kafka-python: poll a batch, produce every value unchanged, flush, commit."""
+    from kafka import KafkaConsumer, KafkaProducer
+
+    consumer = KafkaConsumer(
+        source,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=5_000,
+    )
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, batch_size=256 * 1024
+    )
+    while True:
+        polled = consumer.poll(timeout_ms=500, max_records=5_000)
+        for records in polled.values():
+            for record in records:
+                producer.send(target, key=record.key, value=record.value)
+        if polled:
+            producer.flush()
+            consumer.commit()
+
+
+def per_record_worker(
+    bootstrap: str, source: str, target: str, group: str, tracking_uri: str, model_name: str
+) -> None:
+    """The naive predictor: for each record decode it, predict one row, produce one message."""
+    from kafka import KafkaConsumer, KafkaProducer
+
+    from predictor.predict import ServingModel, predict_rides
+    from ridestream.events import RideRequested, encode
+    from ridestream.registry import ModelRegistry
+    from ridestream.settings import MlflowSettings
+
+    registry = ModelRegistry(MlflowSettings(tracking_uri=tracking_uri, model_name=model_name))
+    champion = registry.champion()
+    assert champion is not None
+    serving = ServingModel(model_name, champion.version, registry.load_model(champion.version))
+    consumer = KafkaConsumer(
+        source,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=500,
+    )
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    while True:
+        polled = consumer.poll(timeout_ms=500, max_records=500)
+        for records in polled.values():
+            for record in records:
+                ride = RideRequested.model_validate_json(record.value)
+                (prediction,) = predict_rides([ride], serving)
+                producer.send(target, key=record.key, value=encode(prediction))
+        if polled:
+            producer.flush()
+            consumer.commit()
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def load_rides(data_dir: Path, count: int) -> list[Any]:
+    """RideRequested events of real green trips (2021-02, 2021-03), repeated to `count`."""
+    import pandas as pd
+
+    from ridestream.events import RideRequested
+    from ridestream.trips import month_path, read_trips
+
+    frame = pd.concat(
+        [read_trips(month_path(data_dir, m)) for m in ("2021-02", "2021-03")], ignore_index=True
+    )
+    frame = frame[frame["pickup_datetime"].between("2021-01-01", "2021-12-31")]
+    rows = list(
+        zip(
+            frame["pickup_datetime"].dt.to_pydatetime(),
+            frame["PULocationID"].tolist(),
+            frame["DOLocationID"].tolist(),
+            frame["trip_distance"].clip(0, 999).tolist(),
+            strict=True,
+        )
+    )
+    return [
+        RideRequested(
+            ride_id=f"bench:{n}",
+            event_time=rows[n % len(rows)][0],
+            pu_location_id=rows[n % len(rows)][1],
+            do_location_id=rows[n % len(rows)][2],
+            trip_distance=rows[n % len(rows)][3],
+        )
+        for n in range(count)
+    ]
+
+
+def produce_all(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> float:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=512 * 1024
+    )
+    started = time.perf_counter()
+    for key, value in messages:
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+    return len(messages) / (time.perf_counter() - started)
+
+
+def committed_total(admin: Any, group: str) -> int:
+    try:
+        offsets = admin.list_group_offsets(group)
+    except Exception:  # group not there yet
+        return 0
+    return sum(max(o.offset, 0) for o in offsets.values())
+
+
+def measure_rate(admin: Any, group: str, total: int, process: subprocess.Popen, timeout_s: float):
+    """Rides/s between the first and the last commit of `group`, sampled every 0.2 s."""
+    first: tuple[float, int] | None = None
+    deadline = time.monotonic() + timeout_s
+    done = 0
+    while time.monotonic() < deadline:
+        done = committed_total(admin, group)
+        now = time.monotonic()
+        if done and first is None:
+            first = (now, done)
+        if done >= total:
+            break
+        if process.poll() is not None:
+            raise RuntimeError(f"worker exited with {process.returncode}")
+        time.sleep(0.2)
+    if first is None or done <= first[1]:
+        return 0.0, done
+    return (done - first[1]) / (time.monotonic() - first[0]), done
+
+
+def worker(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(Path(tempfile.gettempdir()) / f"bench-worker-{uuid.uuid4().hex[:6]}.log", "w"),
+    )
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def percentile(values: list[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+# -- the benchmark ---------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bootstrap", help="an existing broker (default: start one)")
+    parser.add_argument("--rides", type=int, default=200_000, help="rides for throughput")
+    parser.add_argument("--per-record-rides", type=int, default=3_000)
+    parser.add_argument("--latency-rate", type=int, default=2_000, help="rides/s")
+    parser.add_argument("--latency-s", type=float, default=20.0)
+    parser.add_argument("--worker", choices=("passthrough", "per-record"), help=argparse.SUPPRESS)
+    parser.add_argument("--source", help=argparse.SUPPRESS)
+    parser.add_argument("--target", help=argparse.SUPPRESS)
+    parser.add_argument("--group", help=argparse.SUPPRESS)
+    parser.add_argument("--tracking-uri", help=argparse.SUPPRESS)
+    parser.add_argument("--model-name", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker == "passthrough":
+        passthrough_worker(args.bootstrap, args.source, args.target, args.group)
+        return 0
+    if args.worker == "per-record":
+        per_record_worker(
+            args.bootstrap, args.source, args.target, args.group, args.tracking_uri, args.model_name
+        )
+        return 0
+
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+
+    from ridestream import kafka_broker
+    from ridestream.settings import BrokerSettings, KafkaSettings
+
+    broker_settings = None
+    bootstrap = args.bootstrap
+    if not bootstrap:
+        broker_settings = BrokerSettings(
+            port=39092, controller_port=39093, data_dir=Path("/tmp/predictor-broker")
+        )
+        bootstrap = kafka_broker.start(broker_settings).address
+    try:
+        return run_bench(args, bootstrap, KafkaSettings(bootstrap_servers=bootstrap))
+    finally:
+        if broker_settings is not None:
+            kafka_broker.stop(broker_settings)
+
+
+def run_bench(args: argparse.Namespace, bootstrap: str, kafka: Any) -> int:
+    import kafka as kafka_python
+    import numpy as np
+    import pandas as pd
+    import sklearn
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+
+    from ridestream.events import encode
+    from ridestream.kafka import create_topics
+    from ridestream.settings import MlflowSettings
+    from ridestream.topics import Topics
+    from ridestream.training import train_and_register
+    from ridestream.trips import month_path, read_trips
+
+    data_dir = Path(os.environ.get("RIDESTREAM_DATA_DIR", REPO.parent / "shared" / "data"))
+    work = Path(tempfile.mkdtemp(prefix="predictor-bench-"))
+    mlflow = MlflowSettings(
+        tracking_uri=f"sqlite:///{work}/mlflow.db", artifact_location=str(work / "artifacts")
+    )
+    print("training the gbm champion on green 2021-01 ...", flush=True)
+    jan, feb = (read_trips(month_path(data_dir, m)) for m in ("2021-01", "2021-02"))
+    champion = train_and_register(mlflow, jan, feb, "gbm", {"trigger": "bench"}, True)
+    print(f"  version {champion.info.version}, val RMSE {champion.metrics['val_rmse']:.3f}")
+
+    rides = load_rides(data_dir, args.rides)
+    messages = [(r.key.encode(), encode(r)) for r in rides]
+    mean_bytes = sum(len(v) for _, v in messages) / len(messages)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    env = {
+        **os.environ,
+        "RIDESTREAM_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "RIDESTREAM_MLFLOW__TRACKING_URI": mlflow.tracking_uri,
+        "RIDESTREAM_MLFLOW__ARTIFACT_LOCATION": mlflow.artifact_location,
+        "RIDESTREAM_MLFLOW__MODEL_NAME": mlflow.model_name,
+        "RIDESTREAM_LOG_LEVEL": "INFO",
+    }
+    results: list[tuple[str, str]] = []
+
+    def fresh_topics() -> Topics:
+        topics = Topics(f"bench-{uuid.uuid4().hex[:6]}.")
+        create_topics(kafka, topics.all_with_dead_letters(), partitions=4)
+        return topics
+
+    # 1. Throughput on the same pre-produced messages.
+    source = fresh_topics()
+    produce_rate = produce_all(bootstrap, source.rides_requested, messages)
+    print(f"produced {len(messages):,} rides ({mean_bytes:.0f} B each) at {produce_rate:,.0f}/s")
+
+    def throughput(name: str, argv: list[str], group: str, total: int, extra_env: dict) -> float:
+        process = worker(argv, {**env, **extra_env})
+        try:
+            rate, done = measure_rate(admin, group, total, process, timeout_s=600)
+        finally:
+            stop(process)
+        print(f"  {name}: {rate:,.0f} rides/s ({done:,} rides)", flush=True)
+        return rate
+
+    out = fresh_topics()
+    group = f"passthrough-{uuid.uuid4().hex[:6]}"
+    bare = throughput(
+        "bare kafka-python passthrough",
+        [__file__, "--worker", "passthrough", "--bootstrap", bootstrap,
+         "--source", source.rides_requested, "--target", out.rides_predictions, "--group", group],
+        group, len(messages), {},
+    )  # fmt: skip
+    group = f"predictor-{uuid.uuid4().hex[:6]}"
+    # The predictor reads <prefix>rides.requested: give it the source prefix, outputs beside.
+    ours = throughput(
+        "predictor (python -m predictor)",
+        ["-m", "predictor"],
+        group,
+        len(messages),
+        {"RIDESTREAM_TOPIC_PREFIX": source.prefix, "RIDESTREAM_PREDICTOR__GROUP_ID": group},
+    )
+    group = f"per-record-{uuid.uuid4().hex[:6]}"
+    naive = throughput(
+        "per-record baseline",
+        [__file__, "--worker", "per-record", "--bootstrap", bootstrap,
+         "--source", source.rides_requested, "--target", out.rides_predictions, "--group", group,
+         "--tracking-uri", mlflow.tracking_uri, "--model-name", mlflow.model_name],
+        group, args.per_record_rides, {},
+    )  # fmt: skip
+    results += [
+        ("bare passthrough (rides/s)", f"{bare:,.0f}"),
+        ("predictor, 1 process (rides/s)", f"{ours:,.0f}"),
+        ("predictor / passthrough", f"{ours / bare:.0%}" if bare else "-"),
+        ("per-record baseline (rides/s)", f"{naive:,.0f}"),
+        ("predictor / per-record", f"{ours / naive:,.0f}x" if naive else "-"),
+    ]
+
+    # 2. Latency at a steady rate.
+    topics = fresh_topics()
+    group = f"latency-{uuid.uuid4().hex[:6]}"
+    process = worker(
+        ["-m", "predictor"],
+        {**env, "RIDESTREAM_TOPIC_PREFIX": topics.prefix, "RIDESTREAM_PREDICTOR__GROUP_ID": group},
+    )
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+    reader = KafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=5)
+    partitions = [TopicPartition(topics.rides_predictions, p) for p in range(4)]
+    reader.assign(partitions)
+    reader.seek_to_end(*partitions)
+    for tp in partitions:
+        reader.position(tp)
+    reading = threading.Event()
+
+    def read() -> None:
+        while not reading.is_set():
+            for records in reader.poll(timeout_ms=50).values():
+                now = time.perf_counter()
+                for record in records:
+                    ride_id = record.key.decode()
+                    if ride_id in sent:
+                        latencies.append(1000 * (now - sent[ride_id]))
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
+    # Warm up: wait until the predictor answers.
+    warm = [(f"warm:{n}".encode(), encode(rides[n].model_copy(update={"ride_id": f"warm:{n}"})))
+            for n in range(100)]  # fmt: skip
+    for key, value in warm:
+        producer.send(topics.rides_requested, key=key, value=value)
+    producer.flush()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and committed_total(admin, group) < len(warm):
+        time.sleep(0.2)
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    tick_s = 0.01
+    per_tick = max(1, int(args.latency_rate * tick_s))
+    started = time.perf_counter()
+    n = 0
+    while time.perf_counter() - started < args.latency_s:
+        due = started + (n / per_tick) * tick_s
+        pause = due - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+        for k in range(per_tick):
+            ride = rides[(n * per_tick + k) % len(rides)]
+            ride_id = f"lat:{n}:{k}"
+            sent[ride_id] = time.perf_counter()
+            producer.send(
+                topics.rides_requested,
+                key=ride_id.encode(),
+                value=encode(ride.model_copy(update={"ride_id": ride_id})),
+            )
+        n += 1
+    producer.flush()
+    time.sleep(2)
+    reading.set()
+    thread.join()
+    stop(process)
+    reader.close()
+    producer.close()
+    rate = len(sent) / args.latency_s
+    results += [
+        (f"latency at {rate:,.0f} rides/s: p50 (ms)", f"{percentile(latencies, 50):.1f}"),
+        ("latency p99 (ms)", f"{percentile(latencies, 99):.1f}"),
+        ("latency max (ms)", f"{max(latencies) if latencies else float('nan'):.1f}"),
+        ("latency: predictions seen / sent", f"{len(latencies):,} / {len(sent):,}"),
+    ]
+    print(f"  latency: p50 {results[-4][1]} ms, p99 {results[-3][1]} ms", flush=True)
+
+    # 3. Two predictors in one group share a 4-partition topic.
+    topics = fresh_topics()
+    group = f"pair-{uuid.uuid4().hex[:6]}"
+    pair_env = {
+        **env,
+        "RIDESTREAM_TOPIC_PREFIX": topics.prefix,
+        "RIDESTREAM_PREDICTOR__GROUP_ID": group,
+    }
+    pair = [worker(["-m", "predictor"], pair_env) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 120
+        members: list[Any] = []
+        described: list[Any] = []
+        while time.monotonic() < deadline:
+            try:
+                described = admin.describe_groups([group])
+                members = list(described[0].members) if described else []
+            except Exception:
+                members = []
+            if len(members) == 2 and described[0].state == "Stable":
+                break
+            time.sleep(0.5)
+        count = min(len(messages), 100_000)
+        produce_all(bootstrap, topics.rides_requested, messages[:count])
+        combined, done = measure_rate(admin, group, count, pair[0], timeout_s=600)
+        described = admin.describe_groups([group])
+        shares = []
+        for member in described[0].members:
+            assignment = member.member_assignment
+            assigned = getattr(assignment, "assignment", None) or []
+            shares.append(sum(len(parts) for _, parts in assigned))
+    finally:
+        for process in pair:
+            stop(process)
+    reader = KafkaConsumer(
+        topics.rides_predictions,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5_000,
+    )
+    seen: dict[str, int] = {}
+    per_partition: dict[int, int] = {}
+    for record in reader:
+        seen[record.key.decode()] = seen.get(record.key.decode(), 0) + 1
+        per_partition[record.partition] = per_partition.get(record.partition, 0) + 1
+    reader.close()
+    expected = {key.decode() for key, _ in messages[:count]}
+    missing = len(expected - set(seen))
+    doubled = sum(1 for v in seen.values() if v > 1)
+    results += [
+        ("2 predictors, 1 group: members / partitions each", f"{len(members)} / {shares}"),
+        ("2 predictors: combined rides/s", f"{combined:,.0f}"),
+        (
+            "2 predictors: rides predicted / missing / doubled",
+            f"{len(seen):,} / {missing} / {doubled}",
+        ),
+        ("2 predictors: predictions per partition", str(dict(sorted(per_partition.items())))),
+    ]
+    admin.close()
+
+    print()
+    print(
+        f"predictor benchmark: {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"kafka-python {kafka_python.__version__}, scikit-learn {sklearn.__version__}, "
+        f"pandas {pd.__version__}, numpy {np.__version__}, Apache Kafka at {bootstrap}"
+    )
+    print(
+        f"{len(messages):,} rides of ~{mean_bytes:.0f} B, 4 partitions, gbm model "
+        f"(val RMSE {champion.metrics['val_rmse']:.3f}), max_poll_records 5000"
+    )
+    width = max(len(name) for name, _ in results)
+    print(f"{'measure':<{width}}  value")
+    for name, value in results:
+        print(f"{name:<{width}}  {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
