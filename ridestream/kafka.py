@@ -406,3 +406,34 @@ def _bootstrap_answers(settings: KafkaSettings, timeout_s: float = 2.0) -> bool:
         except (OSError, ValueError):
             continue
     return False
+
+
+# kafka-python's configuration keys that hold secrets.
+_SECRET_CONFIG_KEYS = frozenset({"sasl_plain_password", "ssl_password"})
+_REDACTED = "**********"
+
+
+class _RedactClientSecrets(logging.Filter):
+    """Blank secrets in the client configurations kafka-python logs.
+
+    KafkaAdminClient logs its whole configuration at DEBUG ("Starting KafkaAdminClient with
+    configuration: {...}"), SASL password included; a service run with log level DEBUG would
+    write the password to its logs. The filter copies such a mapping with the secrets blanked.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, Mapping):
+            record.args = _without_secrets(record.args)
+        elif isinstance(record.args, tuple):
+            record.args = tuple(_without_secrets(arg) for arg in record.args)
+        return True
+
+
+def _without_secrets(value: Any) -> Any:
+    if isinstance(value, Mapping) and not _SECRET_CONFIG_KEYS.isdisjoint(value):
+        return {k: _REDACTED if k in _SECRET_CONFIG_KEYS and v else v for k, v in value.items()}
+    return value
+
+
+# On the logger itself, so it holds whatever handlers the service configures.
+logging.getLogger("kafka.admin.client").addFilter(_RedactClientSecrets())
