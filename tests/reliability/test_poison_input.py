@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
+from kafka.errors import MessageSizeTooLargeError
 from pydantic import ValidationError
 
 from ridestream.events import RideRequested, encode
@@ -201,3 +202,41 @@ def test_generated_payloads_are_each_dead_lettered_or_processed(
     )
     # The strategies must exercise both paths, or this test proves little.
     assert poison and valid, f"{len(poison)} poison, {len(valid)} valid of {len(records)}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=MessageSizeTooLargeError,
+    reason=(
+        "build_producer caps max_request_size at KafkaSettings.max_message_bytes, the same limit "
+        "the services pass as max_value_bytes: the dead letter of an oversized record cannot be "
+        "produced, the batch is never committed, and the service crash-loops on that record"
+    ),
+)
+def test_oversized_record_is_dead_lettered_when_the_service_shares_one_size_limit(
+    kafka_settings: KafkaSettings, topic_prefix: str, group_id: str
+) -> None:
+    # As the services wire it: one KafkaSettings for the consumer, the producer and the loop.
+    small = kafka_settings.model_copy(update={"max_message_bytes": SMALL_MAX_VALUE_BYTES})
+    source, sink = f"{topic_prefix}in", f"{topic_prefix}out"
+    create_topics(kafka_settings, [source, sink, dead_letter_topic(source)], partitions=1)
+    oversized = next(p for p in POISON_CORPUS if p.name == "oversized")
+    ride = valid_ride(1)
+    produce_raw(kafka_settings, source, [(oversized.key, oversized.value), (b"r1", encode(ride))])
+    loop = StreamLoop(
+        consumer=build_consumer(small, group_id=group_id, topics=[source]),
+        producer=build_producer(small),
+        service=SERVICE,
+        decoders={source: RideRequested},
+        max_value_bytes=small.max_message_bytes,
+        poll_timeout_ms=300,
+    )
+    try:
+        stats = run_until_polled(loop, echo_to(sink), 2)
+    finally:
+        loop.consumer.close()
+        loop.producer.close()
+
+    assert (stats.valid, stats.dead_letters) == (1, 1)
+    letters = read_topic(kafka_settings, dead_letter_topic(source), expect=1)
+    assert [letter.value for letter in letters] == [oversized.value]
