@@ -29,7 +29,7 @@ from tests.reliability.payloads import (
 )
 
 # Enough to meet every branch of the strategies each run, few enough for `make test`.
-MANY = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+MANY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @dataclass(frozen=True)

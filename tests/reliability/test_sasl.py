@@ -45,7 +45,7 @@ pytestmark = pytest.mark.integration
 USERNAME = "ridestream-svc"
 SERVICE = "sasl-test"
 # A wrong login is only reported when bootstrapping gives up (kafka-python's default is 30 s).
-BOOTSTRAP_TIMEOUT_MS = 3_000
+BOOTSTRAP_TIMEOUT_MS = 2_000
 SCRAM_JAAS = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
 
 
