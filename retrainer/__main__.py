@@ -11,9 +11,11 @@ Wiring only. Two consumers, polled in turn by this (the poll) thread, each throu
   times, so `offsets_for_times` cannot find "the last 14 days of event time". Why not a
   local spill: a second copy of the truth to keep in step; the topic already is one.
   Alerts are consumed only once the buffer has caught up with the end offsets seen at start.
-- `drift.alerts` → the coalescer, in consumer group `retrainer`. An alert's offset is
-  committed only after the training that covered it finished (`AlertCoalescer.commit_gate`),
-  so a retrainer killed mid-training trains again for it after a restart.
+- `drift.alerts` → the coalescer. Its partitions are assigned (not subscribed) and the offsets
+  committed under group `retrainer`: there is one retrainer (it is the one writer of the
+  champion alias), and a restart resumes at once, with no wait for a dead member's session to
+  expire. An alert's offset is committed only after the training that covered it finished
+  (`AlertCoalescer.commit_gate`), so a retrainer killed mid-training trains for it again.
 
 Training runs on one worker thread (`retrainer.retrain.retrain`); the poll thread keeps
 polling, and alerts arriving meanwhile are coalesced into one next run. At start, a champion
@@ -264,8 +266,15 @@ class Retrainer:
         """Announce a missing promotion, rebuild the buffer, then serve alerts until `stop`."""
         self.announce_missing_promotion()
         self.catch_up(stop)
-        alerts_consumer = build_consumer(
-            self.settings.kafka, group_id=self.options.group_id, topics=[self.topics.drift_alerts]
+        # Assigned, not subscribed: the group only stores the committed offsets, so a restart
+        # after a kill resumes at once instead of waiting out the dead member's session.
+        alerts_consumer = build_consumer(self.settings.kafka, group_id=self.options.group_id)
+        alerts_topic = self.topics.drift_alerts
+        alerts_consumer.assign(
+            [
+                TopicPartition(alerts_topic, p)
+                for p in sorted(alerts_consumer.partitions_for_topic(alerts_topic))
+            ]
         )
         self.alerts_loop = StreamLoop(
             consumer=alerts_consumer,

@@ -84,8 +84,8 @@ def test_snapshot_removes_replayed_rides_and_is_sorted_by_pickup():
 
 def test_many_small_appends_are_merged_into_few_chunks():
     buffer = RideBuffer(max_age=timedelta(days=365), max_rows=10_000, chunk_rows=1_000)
-    for first in range(0, 5_000, 10):
-        buffer.append(rides(first, 10, every=timedelta(minutes=1)))
+    for first in range(0, 5_000, 50):
+        buffer.append(rides(first, 50, every=timedelta(minutes=1)))
     assert buffer.stats().chunks == 5
     assert len(buffer.snapshot()) == 5_000
 
