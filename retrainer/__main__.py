@@ -262,20 +262,21 @@ class Retrainer:
                 offsets={tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()}
             )
 
-    def run(self, stop: threading.Event) -> None:
-        """Announce a missing promotion, rebuild the buffer, then serve alerts until `stop`."""
+    def start(self, stop: threading.Event) -> None:
+        """Announce a missing promotion, rebuild the buffer, then assign the alert partitions."""
         self.announce_missing_promotion()
         self.catch_up(stop)
         # Assigned, not subscribed: the group only stores the committed offsets, so a restart
         # after a kill resumes at once instead of waiting out the dead member's session.
         alerts_consumer = build_consumer(self.settings.kafka, group_id=self.options.group_id)
         alerts_topic = self.topics.drift_alerts
-        alerts_consumer.assign(
-            [
-                TopicPartition(alerts_topic, p)
-                for p in sorted(alerts_consumer.partitions_for_topic(alerts_topic))
-            ]
-        )
+        alert_partitions = [
+            TopicPartition(alerts_topic, p)
+            for p in sorted(alerts_consumer.partitions_for_topic(alerts_topic))
+        ]
+        alerts_consumer.assign(alert_partitions)
+        for tp in alert_partitions:  # find the coordinator and the committed offsets now
+            alerts_consumer.position(tp)
         self.alerts_loop = StreamLoop(
             consumer=alerts_consumer,
             producer=self.producer,
@@ -286,12 +287,20 @@ class Retrainer:
             commit_gate=self.coalescer.commit_gate,
         )
         log.info("retrainer ready: waiting for alerts on %s", self.topics.drift_alerts)
+
+    def serve(self, stop: threading.Event) -> None:
+        """Poll rides and alerts, start and finish trainings, until `stop` is set."""
         while not stop.is_set():
             self.step()
         if self.running is not None:
             log.info("stopping: waiting for the training in hand")
             self.running.result()
             self._finish()
+
+    def run(self, stop: threading.Event) -> None:
+        """`start`, then `serve` until `stop` is set."""
+        self.start(stop)
+        self.serve(stop)
 
     def close(self) -> None:
         """Stop the worker, close the consumers and the producer (after a flush)."""
