@@ -142,6 +142,9 @@ class WindowedJoin:
         self.slices: dict[datetime, _Slice] = {}
         self.pending: list[Item] = []  # count windows: items of closed slices not yet published
         self._pending_lowest: dict[Partition, int] = {}
+        self._scanned = 0  # pending items already counted, and the rides among them
+        self._scanned_rides = 0
+        self._slice_cache = (datetime.max, datetime.min)  # (start, end) of the last slice used
         self.next_index = self.frontier.next_index
         self.closed_through: datetime | None = None
         if self.frontier.end is not None:
@@ -163,8 +166,7 @@ class WindowedJoin:
         if previous is None or event.event_time > previous:
             self.partition_max[partition] = event.event_time
 
-        slice_start = self.spec.slice_start(pickup)
-        slice_end = slice_start + self.spec.slice_len
+        slice_start, slice_end = self._slice_of(pickup)
         if event.event_time - self.lateness >= slice_end:  # late by its own timestamps
             self._add_late(partition, offset, event, pickup)
             return
@@ -224,6 +226,15 @@ class WindowedJoin:
         slice_.late.append(Item(key, None, ((partition, offset),)))
         slice_.hold(partition, offset)
 
+    def _slice_of(self, time: datetime) -> tuple[datetime, datetime]:
+        # Events come roughly in time order: the slice of the previous one usually fits.
+        start, end = self._slice_cache
+        if start <= time < end:
+            return start, end
+        start = self.spec.slice_start(time)
+        self._slice_cache = (start, start + self.spec.slice_len)
+        return self._slice_cache
+
     def _published(self, key: ItemKey) -> bool:
         if self.frontier.end is not None:
             return key[0] < self.frontier.end
@@ -276,22 +287,32 @@ class WindowedJoin:
                     )
             else:
                 self.pending.extend(items)
-                windows.extend(self._cut_count_windows())
-        if self.spec.rides is not None:
-            self._pending_lowest = _lowest(held for item in self.pending for held in item.held)
+                cut = self._cut_count_windows()
+                windows.extend(cut)
+                if cut:  # recount what is left; else only add the new items
+                    self._pending_lowest = _lowest(h for item in self.pending for h in item.held)
+                else:
+                    self._pending_lowest = _lowest(
+                        [*self._pending_lowest.items(), *(h for i in items for h in i.held)]
+                    )
         return windows
 
     def _cut_count_windows(self) -> list[ClosedWindow]:
-        assert self.spec.rides is not None
+        rides_per_window = self.spec.rides
+        assert rides_per_window is not None
         windows = []
-        rides = 0
+        pending = self.pending
+        rides = self._scanned_rides
         cut_from = 0
-        for position, item in enumerate(self.pending):
-            if not item.is_ride:
+        position = self._scanned
+        while position < len(pending):
+            item = pending[position]
+            position += 1
+            if item.ride is None or item.ride.predicted_duration_min is None:
                 continue
             rides += 1
-            if rides == self.spec.rides:
-                items = tuple(self.pending[cut_from : position + 1])
+            if rides == rides_per_window:
+                items = tuple(pending[cut_from:position])
                 windows.append(
                     ClosedWindow(
                         self.spec.count_window_id(self.next_index),
@@ -302,9 +323,10 @@ class WindowedJoin:
                     )
                 )
                 self.next_index += 1
-                cut_from, rides = position + 1, 0
+                cut_from, rides = position, 0
         if cut_from:
-            del self.pending[:cut_from]
+            del pending[:cut_from]
+        self._scanned, self._scanned_rides = position - cut_from, rides
         return windows
 
     # -- offsets -----------------------------------------------------------------------
