@@ -36,6 +36,7 @@ from tests.reliability.payloads import (
     valid_ride,
 )
 from tests.reliability.topic_io import (
+    METADATA_MAX_AGE_MS,
     RawRecord,
     by_source,
     echo_to,
@@ -56,7 +57,9 @@ GENERATED_PAYLOADS = 200
 def make_loop(settings: KafkaSettings, source: str, group_id: str) -> StreamLoop:
     """The service's loop, except that values above SMALL_MAX_VALUE_BYTES are poison."""
     return StreamLoop(
-        consumer=build_consumer(settings, group_id=group_id, topics=[source]),
+        consumer=build_consumer(
+            settings, group_id=group_id, topics=[source], metadata_max_age_ms=METADATA_MAX_AGE_MS
+        ),
         producer=build_producer(settings),
         service=SERVICE,
         decoders={source: RideRequested},
@@ -224,7 +227,9 @@ def test_oversized_record_is_dead_lettered_when_the_service_shares_one_size_limi
     ride = valid_ride(1)
     produce_raw(kafka_settings, source, [(oversized.key, oversized.value), (b"r1", encode(ride))])
     loop = StreamLoop(
-        consumer=build_consumer(small, group_id=group_id, topics=[source]),
+        consumer=build_consumer(
+            small, group_id=group_id, topics=[source], metadata_max_age_ms=METADATA_MAX_AGE_MS
+        ),
         producer=build_producer(small),
         service=SERVICE,
         decoders={source: RideRequested},

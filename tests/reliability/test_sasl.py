@@ -33,6 +33,7 @@ from ridestream.topics import Topics, dead_letter_topic
 from tests.conftest import free_ports, local_broker_settings_in
 from tests.reliability.payloads import POISON_CORPUS, valid_ride
 from tests.reliability.topic_io import (
+    METADATA_MAX_AGE_MS,
     echo_to,
     headers_of,
     produce_raw,
@@ -101,7 +102,10 @@ def secret_of(settings: KafkaSettings) -> str:
 def test_authenticated_loop_processes_rides_and_dead_letters_poison_without_logging_the_password(
     sasl_kafka: KafkaSettings, topic_prefix: str, group_id: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG)  # every logger, kafka-python's wire-level ones included
+    # Every logger at DEBUG, kafka-python's wire-level ones included (another test's
+    # configure_logging may have left "kafka" at WARNING).
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="kafka")
     topics = Topics(topic_prefix)
     source, sink = topics.rides_requested, topics.rides_predictions
     create_topics(sasl_kafka, [source, sink, dead_letter_topic(source)], partitions=2)
@@ -111,7 +115,9 @@ def test_authenticated_loop_processes_rides_and_dead_letters_poison_without_logg
     records += [(p.key, p.value) for p in poison]
     produce_raw(sasl_kafka, source, records)
     loop = StreamLoop(
-        consumer=build_consumer(sasl_kafka, group_id=group_id, topics=[source]),
+        consumer=build_consumer(
+            sasl_kafka, group_id=group_id, topics=[source], metadata_max_age_ms=METADATA_MAX_AGE_MS
+        ),
         producer=build_producer(sasl_kafka),
         service=SERVICE,
         decoders={source: RideRequested},
@@ -139,6 +145,7 @@ def test_wrong_password_is_refused_with_a_one_line_explanation(
     sasl_kafka: KafkaSettings, group_id: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="kafka")
     wrong_password = f"wrong-{uuid.uuid4().hex}"
     wrong = sasl_kafka.model_copy(update={"sasl_password": SecretStr(wrong_password)})
 

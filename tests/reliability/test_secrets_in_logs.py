@@ -48,6 +48,7 @@ def test_admin_client_configuration_is_logged_without_the_password(
     password = f"pw-{uuid.uuid4().hex}"
     config = sasl_settings(password).client_config()
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="kafka")  # whatever another test's setup left there
 
     # What kafka-python's KafkaAdminClient.__init__ logs (kafka/admin/client.py).
     logging.getLogger("kafka.admin.client").debug(

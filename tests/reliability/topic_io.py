@@ -11,6 +11,11 @@ from kafka import KafkaConsumer, KafkaProducer
 from ridestream.kafka import Handler, LoopStats, Outgoing, Received, StreamLoop
 from ridestream.settings import KafkaSettings
 
+# kafka-python's consumer can join its group before the metadata of a topic created a moment
+# ago arrives; it is then assigned nothing until the next metadata refresh (default 5 min). Seen
+# once under a loaded full-suite run; a short refresh bounds that wait in these tests.
+METADATA_MAX_AGE_MS = 2_000
+
 # A record as a test produces it: (key, value); a None value is a tombstone.
 RawRecord = tuple[bytes | None, bytes | None]
 
