@@ -310,6 +310,7 @@ class Retrainer:
             self.alerts_loop.consumer.close()
         self.producer.flush()
         self.producer.close()
+        log.info("retrainer stopped after %d training run(s)", len(self.outcomes))
 
 
 def run(settings: RetrainerSettings, stop: threading.Event) -> Retrainer:

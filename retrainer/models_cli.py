@@ -10,6 +10,7 @@ missing event when it next starts.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -49,6 +50,8 @@ def _settings(args: argparse.Namespace) -> RetrainerSettings:
             update={"bootstrap_servers": args.bootstrap_servers}
         )
     configure_logging("WARNING" if settings.log_level == "INFO" else settings.log_level)
+    # A broker that does not answer is reported in one line, not in a page of retries.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
     return settings
 
 
