@@ -161,9 +161,7 @@ def test_wrong_password_is_refused_with_a_one_line_explanation(
     assert secret_of(sasl_kafka) not in caplog.text
 
 
-def test_client_without_sasl_is_told_the_broker_wants_it(
-    sasl_kafka: KafkaSettings, group_id: str
-) -> None:
+def test_client_without_sasl_is_told_the_broker_wants_it(sasl_kafka: KafkaSettings) -> None:
     plain = KafkaSettings(bootstrap_servers=sasl_kafka.bootstrap_servers)
 
     with pytest.raises(KafkaError) as refused:
