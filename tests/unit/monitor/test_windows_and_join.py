@@ -5,17 +5,28 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from monitor.alerts import AlertRules
 from monitor.drift import prepare_reference
 from monitor.join import WindowedJoin
-from monitor.pipeline import MonitorConfig, MonitorPipeline, restore
+from monitor.pipeline import ModelUpdate, MonitorConfig, MonitorPipeline, restore
 from monitor.windows import WindowSpec, parse_duration
-from ridestream.events import DriftWindowClosed, DurationPredicted, RideCompleted, decode
+from ridestream.events import (
+    DriftDetected,
+    DriftWindowClosed,
+    DurationPredicted,
+    ModelPromoted,
+    ModelRejected,
+    RideCompleted,
+    decode,
+    encode,
+)
 from ridestream.features import PREDICTION, TARGET
 from ridestream.kafka import Outgoing, Received
 from ridestream.topics import Topics
@@ -319,3 +330,86 @@ def test_commit_gate_holds_back_offsets_of_rides_in_open_windows():
     assert join.commit_gate({("p", 0): 12, ("q", 0): 5}) == {("p", 0): 10, ("q", 0): 5}
     join.close(datetime(2021, 1, 5, 1))
     assert join.commit_gate({("p", 0): 12}) == {("p", 0): 11}
+
+
+def alerts_of(produced: Sequence[Outgoing]) -> dict[str, bytes]:
+    return {m.key.decode(): m.value for m in produced if m.topic == TOPICS.drift_alerts}
+
+
+def test_restart_rebuilds_debounce_and_cooldown_so_alerts_match_an_uninterrupted_run():
+    events = ride_stream(1200, seed=5)
+    rules = AlertRules(debounce_windows=2, cooldown_windows=2)
+    config = MonitorConfig(WindowSpec(timedelta(hours=3)), LATENESS, rules=rules)
+    logs = partition_logs(events)
+    uninterrupted = Run(logs, config, seed=2)
+    uninterrupted.run()
+    expected = alerts_of(uninterrupted.produced)
+    assert len(expected) >= 2
+    for crash_after in (5, 12, 25):
+        run = Run(logs, config, seed=crash_after)
+        run.run(crash_after_batches=crash_after, commit_on_crash=False)
+        run.restart()
+        run.run()
+        assert alerts_of(run.produced) == expected, f"crash after {crash_after} batches"
+
+
+def versioned_reference(version: str | None):
+    reference = reference_provider(version)
+    return replace(reference, version=version or "1")
+
+
+def test_a_promoted_champion_becomes_the_reference_and_ends_the_cooldown():
+    config = MonitorConfig(
+        WindowSpec(timedelta(days=1)), LATENESS, rules=AlertRules(cooldown_windows=10)
+    )
+    pipeline = MonitorPipeline(config, TOPICS, versioned_reference)
+    everything = [(PRED, 0)]
+
+    def day(n: int) -> list[Received]:
+        # Far-off distances: every window drifts against the reference.
+        return [
+            Received(
+                PRED, 0, n * 100 + i, prediction(f"d{n}-{i}", T0 + timedelta(days=n, hours=i), 50.0)
+            )
+            for i in range(0, 24, 2)
+        ]
+
+    promoted = ModelPromoted(
+        promotion_id="p2",
+        event_time=datetime(2026, 1, 1, tzinfo=UTC),
+        model_name="m",
+        version="2",
+        previous_version="1",
+        reason="drift",
+    )
+    outputs = []
+    for n in range(4):
+        batch = day(n)
+        if n == 2:
+            batch.insert(0, Received(TOPICS.models_updates, 0, 0, promoted))
+        outputs += pipeline.handle(batch, everything, everything)
+    windows = [
+        decode(DriftWindowClosed, m.value) for m in outputs if m.topic == TOPICS.drift_windows
+    ]
+    alerts = [decode(DriftDetected, m.value) for m in outputs if m.topic == TOPICS.drift_alerts]
+    # Windows that close after the promotion use the new reference; the first of them may
+    # alert again at once (new champion), the next is in cooldown again.
+    assert [(w.window_id, w.reference_version) for w in windows] == [
+        ("1d:2021-01-04T00:00", "1"),
+        ("1d:2021-01-05T00:00", "2"),
+        ("1d:2021-01-06T00:00", "2"),
+    ]
+    assert [a.window_id for a in alerts] == ["1d:2021-01-04T00:00", "1d:2021-01-05T00:00"]
+
+
+def test_models_updates_decoder_takes_promotions_and_rejections():
+    rejected = ModelRejected(
+        rejection_id="r1",
+        event_time=datetime(2026, 1, 1, tzinfo=UTC),
+        model_name="m",
+        version="3",
+        champion_version="2",
+    )
+    assert ModelUpdate.model_validate_json(encode(rejected)) == rejected
+    with pytest.raises(ValueError):
+        ModelUpdate.model_validate_json(b'{"version": "1"}')
