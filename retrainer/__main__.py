@@ -106,9 +106,19 @@ def completed_rides(events: list[RideCompleted]) -> pd.DataFrame:
     return frame
 
 
+def topic_partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Every partition of `topic`, waiting (bounded) for a topic created a moment ago."""
+    deadline = time.monotonic() + READ_TOPIC_TIMEOUT_S
+    while not (partitions := consumer.partitions_for_topic(topic)):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topic {topic} has no partitions after {READ_TOPIC_TIMEOUT_S} s")
+        time.sleep(0.2)
+    return [TopicPartition(topic, p) for p in sorted(partitions)]
+
+
 def read_promotions(consumer: KafkaConsumer, topic: str) -> list[ModelPromoted]:
     """Every `ModelPromoted` on `topic` (a group-less consumer, read up to the end offsets)."""
-    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+    partitions = topic_partitions(consumer, topic)
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
     end = consumer.end_offsets(partitions)
@@ -159,10 +169,7 @@ class Retrainer:
 
         rides_consumer = build_consumer(kafka, group_id=None)
         rides_topic = self.topics.rides_completed
-        self.rides_partitions = [
-            TopicPartition(rides_topic, p)
-            for p in sorted(rides_consumer.partitions_for_topic(rides_topic) or ())
-        ]
+        self.rides_partitions = topic_partitions(rides_consumer, rides_topic)
         rides_consumer.assign(self.rides_partitions)
         rides_consumer.seek_to_beginning(*self.rides_partitions)
         self.rides_loop = StreamLoop(
@@ -269,11 +276,7 @@ class Retrainer:
         # Assigned, not subscribed: the group only stores the committed offsets, so a restart
         # after a kill resumes at once instead of waiting out the dead member's session.
         alerts_consumer = build_consumer(self.settings.kafka, group_id=self.options.group_id)
-        alerts_topic = self.topics.drift_alerts
-        alert_partitions = [
-            TopicPartition(alerts_topic, p)
-            for p in sorted(alerts_consumer.partitions_for_topic(alerts_topic))
-        ]
+        alert_partitions = topic_partitions(alerts_consumer, self.topics.drift_alerts)
         alerts_consumer.assign(alert_partitions)
         for tp in alert_partitions:  # find the coordinator and the committed offsets now
             alerts_consumer.position(tp)
