@@ -24,6 +24,7 @@ from monitor.drift import DriftOptions, Reference, prepare_reference, reference_
 from monitor.pipeline import (
     ModelUpdate,
     MonitorConfig,
+    MonitoredPrediction,
     MonitorPipeline,
     ReferenceProvider,
     restore,
@@ -31,7 +32,7 @@ from monitor.pipeline import (
 from monitor.settings import MonitorOptions, MonitorSettings
 from monitor.snapshots import SnapshotWriter
 from monitor.windows import WindowSpec, parse_duration
-from ridestream.events import DriftWindowClosed, DurationPredicted, RideCompleted
+from ridestream.events import DriftWindowClosed, RideCompleted
 from ridestream.kafka import (
     BatchStats,
     LoopStats,
@@ -283,7 +284,7 @@ def run(
         producer=producer,
         service="monitor",
         decoders={
-            topics.rides_predictions: DurationPredicted,
+            topics.rides_predictions: MonitoredPrediction,
             topics.rides_completed: RideCompleted,
             topics.models_updates: ModelUpdate,
         },

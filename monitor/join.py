@@ -217,7 +217,7 @@ class WindowedJoin:
             time = self.closed_through  # its own slice closed too: the first open one
         key = (time, LATE, event.ride_id)
         self.late_total += 1
-        log.info(
+        log.debug(
             "late %s %s (pickup %s, event time %s) counted in the window of %s",
             type(event).__name__,
             event.ride_id,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import model_validator
 
 from monitor.alerts import AlertRules, AlertState, drift_alert, evaluate_rules
 from monitor.drift import DriftOptions, Reference, window_drift
@@ -63,6 +65,24 @@ class ModelUpdate(Event):
                 return ModelRejected.model_validate_json(json_data, **kwargs)
             except ValueError:
                 raise promoted_error from None
+
+
+class MonitoredPrediction(DurationPredicted):
+    """Decoder of `rides.predictions` for the monitor: a prediction with its drift features.
+
+    A prediction whose features lack a drift column (or hold a non-number distance) cannot be
+    monitored: it fails here, at the edge, and goes to the dead letters instead of crashing.
+    """
+
+    @model_validator(mode="after")
+    def _has_drift_features(self) -> MonitoredPrediction:
+        missing = [c for c in (*DRIFT_NUMERICAL, *DRIFT_CATEGORICAL) if c not in self.features]
+        if missing:
+            raise ValueError(f"features lack the drift columns {missing}")
+        distance = self.features[DRIFT_NUMERICAL[0]]
+        if isinstance(distance, str) or not math.isfinite(distance):
+            raise ValueError(f"features.{DRIFT_NUMERICAL[0]} is not a finite number")
+        return self
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,13 @@ import pytest
 from monitor.alerts import AlertRules
 from monitor.drift import prepare_reference
 from monitor.join import WindowedJoin
-from monitor.pipeline import ModelUpdate, MonitorConfig, MonitorPipeline, restore
+from monitor.pipeline import (
+    ModelUpdate,
+    MonitorConfig,
+    MonitoredPrediction,
+    MonitorPipeline,
+    restore,
+)
 from monitor.windows import WindowSpec, parse_duration
 from ridestream.events import (
     DriftDetected,
@@ -413,3 +419,12 @@ def test_models_updates_decoder_takes_promotions_and_rejections():
     assert ModelUpdate.model_validate_json(encode(rejected)) == rejected
     with pytest.raises(ValueError):
         ModelUpdate.model_validate_json(b'{"version": "1"}')
+
+
+def test_prediction_without_its_drift_features_fails_decoding_for_the_dead_letters():
+    good = prediction("a", T0)
+    assert MonitoredPrediction.model_validate_json(encode(good)).ride_id == "a"
+    features = {k: v for k, v in good.features.items() if k != "DOLocationID"}
+    bad = good.model_copy(update={"features": features})
+    with pytest.raises(ValueError, match="DOLocationID"):
+        MonitoredPrediction.model_validate_json(encode(bad))
