@@ -131,7 +131,9 @@ def start_predictor() -> Iterator[Any]:
         predictor.thread.join(TIMEOUT_S)
 
 
-def produce(settings: KafkaSettings, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
+def produce(
+    settings: KafkaSettings, topic: str, messages: list[tuple[bytes | None, bytes]]
+) -> None:
     producer = KafkaProducer(**settings.client_config())
     for key, value in messages:
         producer.send(topic, key=key, value=value)
@@ -143,10 +145,20 @@ def produce_rides(settings: KafkaSettings, topic: str, rides: list[RideRequested
     produce(settings, topic, [(r.key.encode(), encode(r)) for r in rides])
 
 
-def read_topic(settings: KafkaSettings, topic: str, expect: int, timeout_s: float = TIMEOUT_S):
+def read_topic(
+    settings: KafkaSettings,
+    topic: str,
+    expect: int,
+    timeout_s: float = TIMEOUT_S,
+    committed_only: bool = False,
+) -> list[Any]:
     """Every record of `topic`, read until `expect` arrived (and 1 s more) or the timeout."""
     consumer = KafkaConsumer(
-        topic, **settings.client_config(), group_id=None, auto_offset_reset="earliest"
+        topic,
+        **settings.client_config(),
+        group_id=None,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed" if committed_only else "read_uncommitted",
     )
     records: list[Any] = []
     deadline = time.monotonic() + timeout_s

@@ -147,6 +147,24 @@ def test_promotion_mid_stream_swaps_the_model_without_losing_or_doubling_rides(
     assert len(order) == len(rides)
 
 
+def test_exactly_once_mode_predicts_every_ride_once_for_read_committed_readers(
+    predictor_settings: PredictorSettings, start_predictor: Callable[..., Any]
+) -> None:
+    options = predictor_settings.predictor.model_copy(update={"exactly_once": True})
+    settings = predictor_settings.model_copy(update={"predictor": options})
+    version = register(settings, slope=3.5, promote=None)
+    predictor = start_predictor(settings)
+    rides = [ride(n, prefix="eos") for n in range(200)]
+    produce_rides(settings.kafka, settings.topics.rides_requested, rides)
+    records = read_topic(
+        settings.kafka, settings.topics.rides_predictions, expect=len(rides), committed_only=True
+    )
+    predictor.close()
+    out = predictions(records)
+    assert Counter(p.ride_id for p in out) == Counter(r.ride_id for r in rides)
+    assert {p.model_version for p in out} == {version}
+
+
 def test_with_no_champion_the_predictor_waits_instead_of_crashing(
     predictor_settings: PredictorSettings, caplog: pytest.LogCaptureFixture
 ) -> None:

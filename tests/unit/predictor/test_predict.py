@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from predictor.predict import ServingModel, batch_handler, predict_rides
-from ridestream.events import DurationPredicted, RideRequested, decode
+from predictor.predict import ServingModel, batch_handler, encode_predictions, predict_rides
+from ridestream.events import DurationPredicted, RideRequested, decode, encode
 from ridestream.features import FEATURES, PICKUP_TIME, RIDE_ID, TARGET, build_features
 from ridestream.kafka import Received
 from ridestream.model import fit
@@ -95,6 +95,15 @@ def test_predictions_are_valid_events_on_the_wire(
     wire = decode(DurationPredicted, prediction.model_dump_json().encode())
     assert wire == prediction
     assert wire.features["PULocationID"] == str(rides["PULocationID"].iloc[0])
+
+
+def test_fast_encoding_is_byte_for_byte_the_event_encoding(
+    rides: pd.DataFrame, serving: ServingModel
+) -> None:
+    events = as_events(rides.head(50))
+    fast = encode_predictions(events, serving, PRODUCED_AT)
+    assert fast == [encode(p) for p in predict_rides(events, serving, PRODUCED_AT)]
+    assert decode(DurationPredicted, fast[0]).ride_id == events[0].ride_id
 
 
 def test_no_rides_give_no_predictions(serving: ServingModel) -> None:
