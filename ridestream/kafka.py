@@ -48,7 +48,16 @@ HEADER_SOURCE_TOPIC = "source.topic"
 HEADER_SOURCE_PARTITION = "source.partition"
 HEADER_SOURCE_OFFSET = "source.offset"
 HEADER_SERVICE = "service"
+HEADER_VALUE_TRUNCATED_FROM = "value.truncated.from"
 MAX_ERROR_MESSAGE_CHARS = 2_000
+# The broker's default message.max.bytes (1 MiB + record overhead). Our producers may send a
+# little more than that so that the dead letter of any value a consumer accepted fits with its
+# headers; a value so large that its dead letter would not fit the broker's default is cut to
+# DEAD_LETTER_MAX_VALUE_BYTES (the original stays on the source topic at the offset the
+# headers name).
+BROKER_MAX_MESSAGE_BYTES = 1_048_588
+DEAD_LETTER_HEADROOM_BYTES = 64 * 1024
+DEAD_LETTER_MAX_VALUE_BYTES = BROKER_MAX_MESSAGE_BYTES - DEAD_LETTER_HEADROOM_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +101,9 @@ def dead_letter(record: Any, error: Exception, service: str) -> Outgoing:
         (HEADER_SERVICE, service.encode()),
     )
     value = record.value if record.value is not None else b""
+    if len(value) > DEAD_LETTER_MAX_VALUE_BYTES:
+        headers += ((HEADER_VALUE_TRUNCATED_FROM, str(len(value)).encode()),)
+        value = value[:DEAD_LETTER_MAX_VALUE_BYTES]
     return Outgoing(dead_letter_topic(record.topic), record.key, value, headers)
 
 
@@ -105,12 +117,15 @@ def _one_line(error: Exception) -> str:
 
 
 def decode_record(record: Any, event_type: type[Event], max_value_bytes: int) -> Event:
-    """Decode and validate one record; raises PoisonRecordError or ValidationError on bad input."""
+    """Decode and validate one record; raises PoisonRecordError or ValidationError on bad input.
+
+    Strict: JSON `true`, `5.0` or `"5"` is not a zone id, and a date is not a timestamp.
+    """
     if record.value is None:
         raise PoisonRecordError("empty value (tombstone)")
     if len(record.value) > max_value_bytes:
         raise PoisonRecordError(f"value of {len(record.value)} bytes exceeds {max_value_bytes}")
-    return event_type.model_validate_json(record.value)
+    return event_type.model_validate_json(record.value, strict=True)
 
 
 @dataclass
@@ -280,6 +295,9 @@ def build_consumer(
         "auto_offset_reset": "earliest",
         "isolation_level": "read_committed" if exactly_once else "read_uncommitted",
         "max_partition_fetch_bytes": max(settings.max_message_bytes, 1_048_576),
+        # A consumer that subscribes right after its topics were created may see no partition
+        # metadata yet; refresh within seconds, not kafka-python's default of 5 minutes.
+        "metadata_max_age_ms": 30_000,
         **overrides,
     }
     consumer = KafkaConsumer(**config)
@@ -298,7 +316,9 @@ def build_producer(
         # A short linger fills batches under load without hurting latency at a trickle.
         "linger_ms": 5,
         "batch_size": 256 * 1024,
-        "max_request_size": settings.max_message_bytes,
+        # Room for the dead letter of any value a consumer accepted (see dead_letter).
+        "max_request_size": max(settings.max_message_bytes, BROKER_MAX_MESSAGE_BYTES)
+        + DEAD_LETTER_HEADROOM_BYTES,
         "transactional_id": transactional_id,
         **overrides,
     }

@@ -32,9 +32,13 @@ class KafkaSettings(BaseModel):
     sasl_password: SecretStr | None = None
     ssl_cafile: Path | None = None
     client_id: str = "ridestream"
-    # Kafka's default is 1 MiB; a ride event is ~300 bytes, so anything near this is poison.
+    # Largest value a service accepts; larger ones are dead-lettered. Kafka's default is 1 MiB;
+    # a ride event is ~300 bytes, so anything near this is poison.
     max_message_bytes: int = Field(default=1_048_576, gt=0)
     request_timeout_ms: int = Field(default=30_000, gt=0)
+    # How long a client waits for the first broker at start; a wrong password or an absent
+    # broker looks the same until then (kafka-python's default is 30 s).
+    bootstrap_timeout_ms: int = Field(default=10_000, gt=0)
 
     @field_validator("sasl_password")
     @classmethod
@@ -60,6 +64,7 @@ class KafkaSettings(BaseModel):
             "security_protocol": self.security_protocol,
             "client_id": self.client_id,
             "request_timeout_ms": self.request_timeout_ms,
+            "bootstrap_timeout_ms": self.bootstrap_timeout_ms,
         }
         if self.sasl_mechanism:
             config["sasl_mechanism"] = self.sasl_mechanism

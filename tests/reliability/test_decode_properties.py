@@ -28,6 +28,8 @@ from tests.reliability.payloads import (
     valid_ride_fields,
 )
 
+pytestmark = pytest.mark.reliability
+
 # Enough to meet every branch of the strategies each run, few enough for `make test`.
 MANY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -115,10 +117,6 @@ def test_corpus_record_is_poison_with_the_expected_error(poison: Poison) -> None
     assert type(outcome).__name__ == poison.error_type
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="events.ZoneId is lax: JSON true/1.0/'5' become zone ids (needs Field(strict=True))",
-)
 @pytest.mark.parametrize("zone", [True, 5.0, "5"], ids=["bool", "float", "text"])
 def test_zone_id_of_the_wrong_json_type_is_poison(zone: object) -> None:
     fields = dict(

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
-from kafka.errors import MessageSizeTooLargeError
 from pydantic import ValidationError
 
 from ridestream.events import RideRequested, encode
@@ -46,7 +45,7 @@ from tests.reliability.topic_io import (
     run_until_polled,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 log = logging.getLogger(__name__)
 
@@ -207,15 +206,6 @@ def test_generated_payloads_are_each_dead_lettered_or_processed(
     assert poison and valid, f"{len(poison)} poison, {len(valid)} valid of {len(records)}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=MessageSizeTooLargeError,
-    reason=(
-        "build_producer caps max_request_size at KafkaSettings.max_message_bytes, the same limit "
-        "the services pass as max_value_bytes: the dead letter of an oversized record cannot be "
-        "produced, the batch is never committed, and the service crash-loops on that record"
-    ),
-)
 def test_oversized_record_is_dead_lettered_when_the_service_shares_one_size_limit(
     kafka_settings: KafkaSettings, topic_prefix: str, group_id: str
 ) -> None:

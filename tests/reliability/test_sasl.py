@@ -41,7 +41,7 @@ from tests.reliability.topic_io import (
     run_until_polled,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 USERNAME = "ridestream-svc"
 SERVICE = "sasl-test"

@@ -13,6 +13,8 @@ from ridestream.kafka import explain_connection_error
 from ridestream.settings import KafkaSettings, Settings
 from tests.conftest import free_ports
 
+pytestmark = pytest.mark.reliability
+
 USERNAME = "ridestream-svc"
 
 

@@ -8,7 +8,12 @@ import pytest
 from pydantic import ValidationError
 
 from ridestream.events import RideRequested
-from ridestream.kafka import PoisonRecordError, dead_letter, decode_record
+from ridestream.kafka import (
+    DEAD_LETTER_MAX_VALUE_BYTES,
+    PoisonRecordError,
+    dead_letter,
+    decode_record,
+)
 
 
 @dataclass
@@ -52,3 +57,18 @@ def test_dead_letter_keeps_the_original_bytes_and_says_why() -> None:
     assert headers["source.topic"] == b"rides.requested"
     assert (headers["source.partition"], headers["source.offset"]) == (b"2", b"41")
     assert headers["service"] == b"predictor"
+
+
+def test_dead_letter_of_a_value_too_large_for_the_broker_is_cut_and_says_so() -> None:
+    huge = b"x" * (DEAD_LETTER_MAX_VALUE_BYTES + 10)
+    letter = dead_letter(Record(huge), PoisonRecordError("too big"), service="monitor")
+    assert letter.value == huge[:DEAD_LETTER_MAX_VALUE_BYTES]
+    assert dict(letter.headers)["value.truncated.from"] == str(len(huge)).encode()
+    assert dict(letter.headers)["source.offset"] == b"41"  # where the whole value still is
+
+
+def test_zone_id_must_be_a_json_integer() -> None:
+    for zone in (b"true", b"5.0", b'"5"'):
+        value = GOOD.replace(b'"pu_location_id":1', b'"pu_location_id":' + zone)
+        with pytest.raises(ValidationError, match="pu_location_id"):
+            decode_record(Record(value), RideRequested, max_value_bytes=1024)
