@@ -45,7 +45,6 @@ SETTINGS_OF_SERVICE = {
 # Each must disappear from here once its field exists (test_pending_settings_are_still_missing).
 PENDING_SETTINGS = {
     "RIDESTREAM_METRICS_HOST": "Settings.metrics_host, so the metrics endpoint can bind 0.0.0.0",
-    "RIDESTREAM_MONITOR__WORKSPACE_DIR": "the monitor's Evidently workspace folder",
 }
 METRIC_NAME = re.compile(r"\bridestream_[a-z0-9_]+\b")
 
