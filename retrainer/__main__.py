@@ -18,7 +18,9 @@ Wiring only. Two consumers, polled in turn by this (the poll) thread, each throu
   (`AlertCoalescer.commit_gate`), so a retrainer killed mid-training trains for it again.
 
 Training runs on one worker thread (`retrainer.retrain.retrain`); the poll thread keeps
-polling, and alerts arriving meanwhile are coalesced into one next run. At start, a champion
+polling, and alerts arriving meanwhile are coalesced into one next run. A run starts only
+once the buffer has read rides.completed up to its end offsets as of the alert, so a
+retrainer that lags on rides does not train on a partial window. At start, a champion
 that was moved but never announced gets its `ModelPromoted` (see `retrainer.promotion`).
 SIGTERM/SIGINT: the training in hand finishes, offsets are committed, clients close.
 """
@@ -183,6 +185,7 @@ class Retrainer:
             commit_gate=lambda _offsets: {},  # never committed: rebuilt from the topic at start
         )
         self.alerts_loop: StreamLoop | None = None
+        self._rides_target: dict[TopicPartition, int] | None = None
 
     def publish(self, event: Event) -> None:
         """Publish a model event on models.updates, flushed (called from the worker thread)."""
@@ -243,10 +246,19 @@ class Retrainer:
         self.alerts_loop.run_once(self.handle_alerts)
         if self.running is not None and self.running.done():
             self._finish()
-        if self.running is None:
+        if self.running is None and self.coalescer.pending and self._rides_caught_up():
             self._start()
 
+    def _rides_caught_up(self) -> bool:
+        """True once the buffer holds every ride produced before the pending alerts were seen
+        (the end offsets of rides.completed are taken once, when the first is waiting)."""
+        consumer = self.rides_loop.consumer
+        if self._rides_target is None:
+            self._rides_target = consumer.end_offsets(self.rides_partitions)
+        return all(consumer.position(tp) >= end for tp, end in self._rides_target.items())
+
     def _start(self) -> None:
+        self._rides_target = None
         alerts = self.coalescer.start()
         if alerts is None:
             return

@@ -355,7 +355,6 @@ def test_too_few_labelled_rides_is_a_skip_and_a_later_alert_still_trains(
 
     more = sample(green_rides, "2021-01-15", "2021-01-25", STREAM_RIDES, seed=4)
     produce(settings.kafka, topics.rides_completed, completions(more, duration_factor=1.4))
-    time.sleep(1.0)  # the buffer takes the new rides before the next alert arrives
     produce(settings.kafka, topics.drift_alerts, [drift_alert("alert-more")])
     wait_for_model_event(
         settings.kafka, topics, lambda es: any(e.version == "2" for e in promotions(es))
