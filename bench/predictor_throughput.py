@@ -220,6 +220,9 @@ def main() -> int:
     parser.add_argument("--per-record-rides", type=int, default=3_000)
     parser.add_argument("--latency-rate", type=int, default=2_000, help="rides/s")
     parser.add_argument("--latency-s", type=float, default=20.0)
+    parser.add_argument(
+        "--parts", default="throughput,latency,pair", help="comma list: throughput,latency,pair"
+    )
     parser.add_argument("--worker", choices=("passthrough", "per-record"), help=argparse.SUPPRESS)
     parser.add_argument("--source", help=argparse.SUPPRESS)
     parser.add_argument("--target", help=argparse.SUPPRESS)
@@ -294,180 +297,188 @@ def run_bench(args: argparse.Namespace, bootstrap: str, kafka: Any) -> int:
         "RIDESTREAM_LOG_LEVEL": "INFO",
     }
     results: list[tuple[str, str]] = []
+    parts = set(args.parts.split(","))
 
     def fresh_topics() -> Topics:
         topics = Topics(f"bench-{uuid.uuid4().hex[:6]}.")
         create_topics(kafka, topics.all_with_dead_letters(), partitions=4)
         return topics
 
-    # 1. Throughput on the same pre-produced messages.
-    source = fresh_topics()
-    produce_rate = produce_all(bootstrap, source.rides_requested, messages)
-    print(f"produced {len(messages):,} rides ({mean_bytes:.0f} B each) at {produce_rate:,.0f}/s")
+    if "throughput" in parts:
+        # 1. Throughput on the same pre-produced messages.
+        source = fresh_topics()
+        produce_rate = produce_all(bootstrap, source.rides_requested, messages)
+        print(f"produced {len(messages):,} rides ({mean_bytes:.0f} B) at {produce_rate:,.0f}/s")
 
-    def throughput(name: str, argv: list[str], group: str, total: int, extra_env: dict) -> float:
-        process = worker(argv, {**env, **extra_env})
-        try:
-            rate, done = measure_rate(admin, group, total, process, timeout_s=600)
-        finally:
-            stop(process)
-        print(f"  {name}: {rate:,.0f} rides/s ({done:,} rides)", flush=True)
-        return rate
+        def throughput(name: str, argv: list[str], group: str, total: int, extra: dict) -> float:
+            process = worker(argv, {**env, **extra})
+            try:
+                rate, done = measure_rate(admin, group, total, process, timeout_s=600)
+            finally:
+                stop(process)
+            print(f"  {name}: {rate:,.0f} rides/s ({done:,} rides)", flush=True)
+            return rate
 
-    out = fresh_topics()
-    group = f"passthrough-{uuid.uuid4().hex[:6]}"
-    bare = throughput(
-        "bare kafka-python passthrough",
-        [__file__, "--worker", "passthrough", "--bootstrap", bootstrap,
-         "--source", source.rides_requested, "--target", out.rides_predictions, "--group", group],
-        group, len(messages), {},
-    )  # fmt: skip
-    group = f"predictor-{uuid.uuid4().hex[:6]}"
-    # The predictor reads <prefix>rides.requested: give it the source prefix, outputs beside.
-    ours = throughput(
-        "predictor (python -m predictor)",
-        ["-m", "predictor"],
-        group,
-        len(messages),
-        {"RIDESTREAM_TOPIC_PREFIX": source.prefix, "RIDESTREAM_PREDICTOR__GROUP_ID": group},
-    )
-    group = f"per-record-{uuid.uuid4().hex[:6]}"
-    naive = throughput(
-        "per-record baseline",
-        [__file__, "--worker", "per-record", "--bootstrap", bootstrap,
-         "--source", source.rides_requested, "--target", out.rides_predictions, "--group", group,
-         "--tracking-uri", mlflow.tracking_uri, "--model-name", mlflow.model_name],
-        group, args.per_record_rides, {},
-    )  # fmt: skip
-    results += [
-        ("bare passthrough (rides/s)", f"{bare:,.0f}"),
-        ("predictor, 1 process (rides/s)", f"{ours:,.0f}"),
-        ("predictor / passthrough", f"{ours / bare:.0%}" if bare else "-"),
-        ("per-record baseline (rides/s)", f"{naive:,.0f}"),
-        ("predictor / per-record", f"{ours / naive:,.0f}x" if naive else "-"),
-    ]
+        out = fresh_topics()
+        group = f"passthrough-{uuid.uuid4().hex[:6]}"
+        bare = throughput(
+            "bare kafka-python passthrough",
+            [__file__, "--worker", "passthrough", "--bootstrap", bootstrap, "--group", group,
+             "--source", source.rides_requested, "--target", out.rides_predictions],
+            group, len(messages), {},
+        )  # fmt: skip
+        group = f"predictor-{uuid.uuid4().hex[:6]}"
+        # The predictor reads <prefix>rides.requested: give it the source prefix, outputs beside.
+        ours = throughput(
+            "predictor (python -m predictor)",
+            ["-m", "predictor"],
+            group,
+            len(messages),
+            {"RIDESTREAM_TOPIC_PREFIX": source.prefix, "RIDESTREAM_PREDICTOR__GROUP_ID": group},
+        )
+        group = f"per-record-{uuid.uuid4().hex[:6]}"
+        naive = throughput(
+            "per-record baseline",
+            [__file__, "--worker", "per-record", "--bootstrap", bootstrap, "--group", group,
+             "--source", source.rides_requested, "--target", out.rides_predictions,
+             "--tracking-uri", mlflow.tracking_uri, "--model-name", mlflow.model_name],
+            group, args.per_record_rides, {},
+        )  # fmt: skip
+        results += [
+            ("bare passthrough (rides/s)", f"{bare:,.0f}"),
+            ("predictor, 1 process (rides/s)", f"{ours:,.0f}"),
+            ("predictor / passthrough", f"{ours / bare:.0%}" if bare else "-"),
+            ("per-record baseline (rides/s)", f"{naive:,.0f}"),
+            ("predictor / per-record", f"{ours / naive:,.0f}x" if naive else "-"),
+        ]
 
-    # 2. Latency at a steady rate.
-    topics = fresh_topics()
-    group = f"latency-{uuid.uuid4().hex[:6]}"
-    process = worker(
-        ["-m", "predictor"],
-        {**env, "RIDESTREAM_TOPIC_PREFIX": topics.prefix, "RIDESTREAM_PREDICTOR__GROUP_ID": group},
-    )
-    sent: dict[str, float] = {}
-    latencies: list[float] = []
-    reader = KafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=5)
-    partitions = [TopicPartition(topics.rides_predictions, p) for p in range(4)]
-    reader.assign(partitions)
-    reader.seek_to_end(*partitions)
-    for tp in partitions:
-        reader.position(tp)
-    reading = threading.Event()
+    if "latency" in parts:
+        # 2. Latency at a steady rate.
+        topics = fresh_topics()
+        group = f"latency-{uuid.uuid4().hex[:6]}"
+        process = worker(
+            ["-m", "predictor"],
+            {
+                **env,
+                "RIDESTREAM_TOPIC_PREFIX": topics.prefix,
+                "RIDESTREAM_PREDICTOR__GROUP_ID": group,
+            },
+        )
+        sent: dict[str, float] = {}
+        latencies: list[float] = []
+        reader = KafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=5)
+        partitions = [TopicPartition(topics.rides_predictions, p) for p in range(4)]
+        reader.assign(partitions)
+        reader.seek_to_end(*partitions)
+        for tp in partitions:
+            reader.position(tp)
+        reading = threading.Event()
 
-    def read() -> None:
-        while not reading.is_set():
-            for records in reader.poll(timeout_ms=50).values():
-                now = time.perf_counter()
-                for record in records:
-                    ride_id = record.key.decode()
-                    if ride_id in sent:
-                        latencies.append(1000 * (now - sent[ride_id]))
+        def read() -> None:
+            while not reading.is_set():
+                for records in reader.poll(timeout_ms=50).values():
+                    now = time.perf_counter()
+                    for record in records:
+                        ride_id = record.key.decode()
+                        if ride_id in sent:
+                            latencies.append(1000 * (now - sent[ride_id]))
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
-    # Warm up: wait until the predictor answers.
-    warm = [(f"warm:{n}".encode(), encode(rides[n].model_copy(update={"ride_id": f"warm:{n}"})))
-            for n in range(100)]  # fmt: skip
-    for key, value in warm:
-        producer.send(topics.rides_requested, key=key, value=value)
-    producer.flush()
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and committed_total(admin, group) < len(warm):
-        time.sleep(0.2)
-    thread = threading.Thread(target=read, daemon=True)
-    thread.start()
-    tick_s = 0.01
-    per_tick = max(1, int(args.latency_rate * tick_s))
-    started = time.perf_counter()
-    n = 0
-    while time.perf_counter() - started < args.latency_s:
-        due = started + (n / per_tick) * tick_s
-        pause = due - time.perf_counter()
-        if pause > 0:
-            time.sleep(pause)
-        for k in range(per_tick):
-            ride = rides[(n * per_tick + k) % len(rides)]
-            ride_id = f"lat:{n}:{k}"
-            sent[ride_id] = time.perf_counter()
-            producer.send(
-                topics.rides_requested,
-                key=ride_id.encode(),
-                value=encode(ride.model_copy(update={"ride_id": ride_id})),
-            )
-        n += 1
-    producer.flush()
-    time.sleep(2)
-    reading.set()
-    thread.join()
-    stop(process)
-    reader.close()
-    producer.close()
-    rate = len(sent) / args.latency_s
-    results += [
-        (f"latency at {rate:,.0f} rides/s: p50 (ms)", f"{percentile(latencies, 50):.1f}"),
-        ("latency p99 (ms)", f"{percentile(latencies, 99):.1f}"),
-        ("latency max (ms)", f"{max(latencies) if latencies else float('nan'):.1f}"),
-        ("latency: predictions seen / sent", f"{len(latencies):,} / {len(sent):,}"),
-    ]
-    print(f"  latency: p50 {results[-4][1]} ms, p99 {results[-3][1]} ms", flush=True)
-
-    # 3. Two predictors in one group share a 4-partition topic.
-    topics = fresh_topics()
-    group = f"pair-{uuid.uuid4().hex[:6]}"
-    pair_env = {
-        **env,
-        "RIDESTREAM_TOPIC_PREFIX": topics.prefix,
-        "RIDESTREAM_PREDICTOR__GROUP_ID": group,
-    }
-    pair = [worker(["-m", "predictor"], pair_env) for _ in range(2)]
-    try:
+        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
+        # Warm up: wait until the predictor answers.
+        warm = [(f"warm:{n}".encode(), encode(rides[n].model_copy(update={"ride_id": f"warm:{n}"})))
+                for n in range(100)]  # fmt: skip
+        for key, value in warm:
+            producer.send(topics.rides_requested, key=key, value=value)
+        producer.flush()
         deadline = time.monotonic() + 120
-        members: list[Any] = []
-        while time.monotonic() < deadline:
-            members = group_members(admin, group)
-            if len(members) == 2 and all(members):
-                break
-            time.sleep(0.5)
-        count = min(len(messages), 100_000)
-        produce_all(bootstrap, topics.rides_requested, messages[:count])
-        combined, _ = measure_rate(admin, group, count, pair[0], timeout_s=600)
-        shares = group_members(admin, group)
-    finally:
-        for process in pair:
-            stop(process)
-    reader = KafkaConsumer(
-        topics.rides_predictions,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=5_000,
-    )
-    seen: dict[str, int] = {}
-    per_partition: dict[int, int] = {}
-    for record in reader:
-        seen[record.key.decode()] = seen.get(record.key.decode(), 0) + 1
-        per_partition[record.partition] = per_partition.get(record.partition, 0) + 1
-    reader.close()
-    expected = {key.decode() for key, _ in messages[:count]}
-    missing = len(expected - set(seen))
-    doubled = sum(1 for v in seen.values() if v > 1)
-    results += [
-        ("2 predictors, 1 group: partitions per member", str(shares)),
-        ("2 predictors: combined rides/s", f"{combined:,.0f}"),
-        (
-            "2 predictors: rides predicted / missing / doubled",
-            f"{len(seen):,} / {missing} / {doubled}",
-        ),
-        ("2 predictors: predictions per partition", str(dict(sorted(per_partition.items())))),
-    ]
+        while time.monotonic() < deadline and committed_total(admin, group) < len(warm):
+            time.sleep(0.2)
+        thread = threading.Thread(target=read, daemon=True)
+        thread.start()
+        tick_s = 0.01
+        per_tick = max(1, int(args.latency_rate * tick_s))
+        started = time.perf_counter()
+        n = 0
+        while time.perf_counter() - started < args.latency_s:
+            due = started + n * tick_s
+            pause = due - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            for k in range(per_tick):
+                ride = rides[(n * per_tick + k) % len(rides)]
+                ride_id = f"lat:{n}:{k}"
+                sent[ride_id] = time.perf_counter()
+                producer.send(
+                    topics.rides_requested,
+                    key=ride_id.encode(),
+                    value=encode(ride.model_copy(update={"ride_id": ride_id})),
+                )
+            n += 1
+        producer.flush()
+        time.sleep(2)
+        reading.set()
+        thread.join()
+        stop(process)
+        reader.close()
+        producer.close()
+        rate = len(sent) / args.latency_s
+        results += [
+            (f"latency at {rate:,.0f} rides/s: p50 (ms)", f"{percentile(latencies, 50):.1f}"),
+            ("latency p99 (ms)", f"{percentile(latencies, 99):.1f}"),
+            ("latency max (ms)", f"{max(latencies) if latencies else float('nan'):.1f}"),
+            ("latency: predictions seen / sent", f"{len(latencies):,} / {len(sent):,}"),
+        ]
+        print(f"  latency: p50 {results[-4][1]} ms, p99 {results[-3][1]} ms", flush=True)
+
+    if "pair" in parts:
+        # 3. Two predictors in one group share a 4-partition topic.
+        topics = fresh_topics()
+        group = f"pair-{uuid.uuid4().hex[:6]}"
+        pair_env = {
+            **env,
+            "RIDESTREAM_TOPIC_PREFIX": topics.prefix,
+            "RIDESTREAM_PREDICTOR__GROUP_ID": group,
+        }
+        pair = [worker(["-m", "predictor"], pair_env) for _ in range(2)]
+        try:
+            deadline = time.monotonic() + 120
+            members: list[Any] = []
+            while time.monotonic() < deadline:
+                members = group_members(admin, group)
+                if len(members) == 2 and all(members):
+                    break
+                time.sleep(0.5)
+            count = min(len(messages), 100_000)
+            produce_all(bootstrap, topics.rides_requested, messages[:count])
+            combined, _ = measure_rate(admin, group, count, pair[0], timeout_s=600)
+            shares = group_members(admin, group)
+        finally:
+            for process in pair:
+                stop(process)
+        reader = KafkaConsumer(
+            topics.rides_predictions,
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=5_000,
+        )
+        seen: dict[str, int] = {}
+        per_partition: dict[int, int] = {}
+        for record in reader:
+            seen[record.key.decode()] = seen.get(record.key.decode(), 0) + 1
+            per_partition[record.partition] = per_partition.get(record.partition, 0) + 1
+        reader.close()
+        expected = {key.decode() for key, _ in messages[:count]}
+        missing = len(expected - set(seen))
+        doubled = sum(1 for v in seen.values() if v > 1)
+        results += [
+            ("2 predictors, 1 group: partitions per member", str(shares)),
+            ("2 predictors: combined rides/s", f"{combined:,.0f}"),
+            (
+                "2 predictors: rides predicted / missing / doubled",
+                f"{len(seen):,} / {missing} / {doubled}",
+            ),
+            ("2 predictors: predictions per partition", str(dict(sorted(per_partition.items())))),
+        ]
     admin.close()
 
     print()

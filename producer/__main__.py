@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import logging
 import re
 import sys
@@ -317,9 +318,15 @@ def run(
         sink = KafkaSink(
             producer, names, knobs.max_pending_events, direct_append=knobs.direct_append
         )
-        if on_progress is None and progress:
-            on_progress = _print_progress
-        stats = replay(_batches(paths), sink, options, stop=stop, on_progress=on_progress)
+        report = on_progress or (_print_progress if progress else None)
+        trim_heap = _heap_trimmer()
+
+        def tick(stats: ReplayStats, pacer: Pacer) -> None:
+            trim_heap()
+            if report is not None:
+                report(stats, pacer)
+
+        stats = replay(_batches(paths), sink, options, stop=stop, on_progress=tick)
         producer.flush()
         sink.wait_for_room()
         # Wall time and rate include the final flush: events count once the broker has them.
@@ -329,6 +336,21 @@ def run(
         return stats, sink
     finally:
         producer.close()
+
+
+def _heap_trimmer() -> Callable[[], None]:
+    """Return glibc's free heap pages to the OS (called every progress tick).
+
+    kafka-python's batch buffers are allocated on one thread and freed on another; glibc keeps
+    the freed pages, and a long replay's RSS creeps up (+150 MB over 20M events, measured).
+    `malloc_trim` gives them back (~65 MB each time). A no-op off glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    return lambda: trim(0) and None
 
 
 def _since(stats: ReplayStats) -> float:
