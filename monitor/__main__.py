@@ -329,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ridestream monitor: {message}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    serve_metrics(settings.metrics_port)
+    serve_metrics(settings.metrics_port, settings.metrics_host)
     stop = threading.Event()
     stop_on_signals(stop)
     try:

@@ -92,7 +92,7 @@ class PoisonRecordError(ValueError):
 def dead_letter(record: Any, error: Exception, service: str) -> Outgoing:
     """The dead letter of a consumed record: original key and value, headers saying why."""
     message = _one_line(error)[:MAX_ERROR_MESSAGE_CHARS]
-    headers = (
+    headers: tuple[tuple[str, bytes], ...] = (
         (HEADER_ERROR_TYPE, type(error).__name__.encode()),
         (HEADER_ERROR_MESSAGE, message.encode()),
         (HEADER_SOURCE_TOPIC, record.topic.encode()),

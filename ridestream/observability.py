@@ -14,9 +14,9 @@ def configure_logging(level: str = "INFO") -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
-def serve_metrics(port: int) -> None:
-    """Serve Prometheus metrics on `port` (0: off)."""
+def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
+    """Serve Prometheus metrics on `host:port` (port 0: off)."""
     if port:
         from prometheus_client import start_http_server
 
-        start_http_server(port, addr="127.0.0.1")
+        start_http_server(port, addr=host)

@@ -121,6 +121,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Port for the Prometheus metrics endpoint; 0 turns it off.
     metrics_port: int = Field(default=0, ge=0, lt=65536)
+    # Interface of the metrics endpoint: loopback by default; 0.0.0.0 in a container (compose).
+    metrics_host: str = "127.0.0.1"
 
     @property
     def topics(self) -> Topics:

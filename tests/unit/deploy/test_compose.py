@@ -41,11 +41,6 @@ SETTINGS_OF_SERVICE = {
     "retrainer": "retrainer.settings:RetrainerSettings",
     "replay": "producer.settings:ProducerSettings",
 }
-# Variables the compose file sets for settings that are proposed but not in the code yet.
-# Each must disappear from here once its field exists (test_pending_settings_are_still_missing).
-PENDING_SETTINGS = {
-    "RIDESTREAM_METRICS_HOST": "Settings.metrics_host, so the metrics endpoint can bind 0.0.0.0",
-}
 METRIC_NAME = re.compile(r"\bridestream_[a-z0-9_]+\b")
 
 
@@ -172,27 +167,11 @@ def test_ridestream_variables_name_real_settings_fields(services: dict[str, Any]
     for name, svc in services.items():
         model = settings_class(name)
         for variable in environment(svc):
-            if not variable.startswith(ENV_PREFIX) or variable in PENDING_SETTINGS:
+            if not variable.startswith(ENV_PREFIX):
                 continue
             if not names_a_field(model, settings_path(variable)):
                 unknown.append(f"{name}: {variable} is not a field of {model.__name__}")
     assert unknown == []
-
-
-def test_pending_settings_are_still_missing(services: dict[str, Any]) -> None:
-    arrived = {
-        variable
-        for name, svc in services.items()
-        for variable in environment(svc)
-        if variable in PENDING_SETTINGS
-        and names_a_field(settings_class(name), settings_path(variable))
-    }
-    assert arrived == set(), "now real settings: remove them from PENDING_SETTINGS"
-
-
-def test_pending_settings_are_used_by_the_compose_file(services: dict[str, Any]) -> None:
-    used = {variable for svc in services.values() for variable in environment(svc)}
-    assert set(PENDING_SETTINGS) <= used
 
 
 def test_bind_mounted_config_files_exist(services: dict[str, Any]) -> None:
