@@ -120,7 +120,10 @@ def run(
         load=registry.load_model,
         champion_version=champion_version,
         periodic_check_s=options.alias_check_s,
-    ).start()
+    )
+    # A promotion between loading the champion and positioning `updates` would be missed.
+    watcher.check_alias()
+    watcher.start()
     consumer = build_consumer(
         settings.kafka,
         group_id=options.group_id,
@@ -202,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     )
     configure_logging(settings.log_level)
-    serve_metrics(settings.metrics_port)
+    serve_metrics(settings.metrics_port, settings.metrics_host)
     stop = threading.Event()
     stop_on_signals(stop)
     stats = run(settings, stop)

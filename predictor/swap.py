@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from kafka.errors import KafkaError
 from pydantic import ValidationError
 
 from predictor.predict import ServingModel
@@ -115,7 +116,13 @@ class ModelWatcher:
         """Poll updates until stopped; check the alias every `periodic_check_s`."""
         next_check = time.monotonic() + self.periodic_check_s
         while not self._stop.is_set():
-            for promoted in self.poll_updates():
+            try:
+                updates = self.poll_updates()
+            except KafkaError as error:  # the broker comes back; the alias check covers the gap
+                log.warning("reading model updates failed: %s", error)
+                self._stop.wait(1.0)
+                updates = []
+            for promoted in updates:
                 self.switch_to(promoted.version, f"ModelPromoted {promoted.promotion_id}")
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + self.periodic_check_s
