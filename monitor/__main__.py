@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 from pydantic import ValidationError
 
 from monitor.alerts import AlertRules
@@ -40,6 +41,7 @@ from ridestream.kafka import (
     build_consumer,
     build_producer,
     create_topics,
+    explain_connection_error,
     stop_on_signals,
 )
 from ridestream.observability import configure_logging, serve_metrics
@@ -338,6 +340,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"ridestream monitor: {error}", file=sys.stderr)
         return 2
+    except KafkaError as error:  # retried by the client already: exit, a supervisor restarts
+        print(
+            f"ridestream monitor: {explain_connection_error(error, settings.kafka)}",
+            file=sys.stderr,
+        )
+        return 1
     log.info(
         "%d batches, %d records, %d dead letters", stats.batches, stats.polled, stats.dead_letters
     )
