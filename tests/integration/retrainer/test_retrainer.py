@@ -485,3 +485,43 @@ def test_retrainer_killed_mid_training_leaves_no_half_made_promotion(
     versions = registry.versions()
     promoted_tags = [v.version for v in versions if v.tags.get("decision") == "promoted"]
     assert promoted_tags in ([], [latest.version])
+
+
+def test_manual_promote_and_rollback_move_aliases_and_publish_model_promoted(
+    green_rides, champion, retrainer_settings, monkeypatch, tmp_path, capsys
+):
+    from retrainer.models_cli import list_main, promote_main, rollback_main
+
+    settings = retrainer_settings
+    train = sample(green_rides, "2021-01-15", "2021-01-22", 2_000, seed=7)
+    val = sample(green_rides, "2021-01-22", "2021-01-25", 800, seed=7)
+    train_and_register(settings.mlflow, train, val, kind=LINEAR, promote=False)
+    monkeypatch.chdir(tmp_path)  # no .env
+    for name, value in {
+        "RIDESTREAM_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "RIDESTREAM_TOPIC_PREFIX": settings.topic_prefix,
+        "RIDESTREAM_MLFLOW__TRACKING_URI": settings.mlflow.tracking_uri,
+        "RIDESTREAM_MLFLOW__ARTIFACT_LOCATION": settings.mlflow.artifact_location,
+        "RIDESTREAM_MLFLOW__EXPERIMENT": settings.mlflow.experiment,
+        "RIDESTREAM_MLFLOW__MODEL_NAME": settings.mlflow.model_name,
+    }.items():
+        monkeypatch.setenv(name, value)
+
+    assert promote_main(["2"]) == 0
+    registry = ModelRegistry(settings.mlflow)
+    assert (registry.champion().version, registry.alias(PREVIOUS).version) == ("2", "1")
+    assert rollback_main([]) == 0
+    assert (registry.champion().version, registry.alias(PREVIOUS).version) == ("1", "2")
+    assert promote_main(["7"]) == 2  # no such version: one line, nothing moved
+    assert registry.champion().version == "1"
+
+    events = wait_for_model_event(settings.kafka, settings.topics, lambda es: len(es) >= 2)
+    assert [(e.version, e.reason, e.previous_version) for e in promotions(events)] == [
+        ("2", "manual", "1"),
+        ("1", "rollback", "2"),
+    ]
+    capsys.readouterr()
+    assert list_main([]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[1].split()[:2] == ["VERSION", "ALIASES"]
+    assert [line.split()[:2] for line in table[2:]] == [["1", "champion"], ["2", "previous"]]
