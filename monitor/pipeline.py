@@ -25,7 +25,7 @@ from pydantic import model_validator
 
 from monitor.alerts import AlertRules, AlertState, drift_alert, evaluate_rules
 from monitor.drift import DriftOptions, Reference, window_drift
-from monitor.join import ClosedWindow, Frontier, ItemKey, Partition, WindowedJoin
+from monitor.join import LATE, ClosedWindow, Frontier, ItemKey, Partition, WindowedJoin
 from monitor.quality import window_quality
 from monitor.windows import WindowSpec, parse_count_window_index
 from ridestream.events import (
@@ -121,8 +121,11 @@ def restore(
     else:
         ordered = sorted(by_id.values(), key=lambda wh: parse_count_window_index(wh[0].window_id))
         last, headers = ordered[-1]
-        raw = json.loads(headers[HEADER_LAST_KEY])
-        key: ItemKey = (datetime.fromisoformat(raw[0]), int(raw[1]), str(raw[2]))
+        if HEADER_LAST_KEY in headers:
+            raw = json.loads(headers[HEADER_LAST_KEY])
+            key: ItemKey = (datetime.fromisoformat(raw[0]), int(raw[1]), str(raw[2]))
+        else:  # published without the header: everything up to its end time counts as done
+            key = (last.event_time, LATE, "\U0010ffff")
         frontier = Frontier(last_key=key, next_index=parse_count_window_index(last.window_id) + 1)
     state = AlertState()
     for window, headers in ordered:
