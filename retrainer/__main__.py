@@ -37,6 +37,7 @@ from typing import Any
 
 import pandas as pd
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from retrainer.buffer import RideBuffer
@@ -357,7 +358,13 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level)
     stop = threading.Event()
     stop_on_signals(stop)
-    run(settings, stop)
+    try:
+        run(settings, stop)
+    except (KafkaError, TimeoutError) as error:
+        # Transient: the client already retried; exit non-zero so a supervisor restarts us
+        # (uncommitted alerts are delivered again, the buffer is rebuilt from the topic).
+        log.error("giving up on Kafka at %s: %s", settings.kafka.bootstrap_servers, error)
+        return 1
     return 0
 
 
