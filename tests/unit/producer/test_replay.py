@@ -22,7 +22,7 @@ from producer.replay import (
     replay,
     rides_of,
 )
-from ridestream.events import RideCompleted, RideRequested, decode
+from ridestream.events import RideCompleted, RideRequested, decode, encode
 from ridestream.trips import TripBatch, iter_trip_batches, month_path
 
 
@@ -342,3 +342,13 @@ def test_pacer_at_max_speed_never_waits() -> None:
 
     assert pacer.due(np.array([0, 10**12], dtype=np.int64), 0) == 2
     assert clock.slept == 0
+
+
+def test_events_are_byte_identical_to_what_pydantic_encodes(shared_data_dir: Path) -> None:
+    send = Recorder()
+
+    replay(real_batches(shared_data_dir, 10_000), send, ReplayOptions())
+
+    for event, value in zip(send.events(), send.values, strict=True):
+        assert encode(event) == value
+    assert len(send.values) > 19_900
