@@ -190,10 +190,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="download monthly TLC files (skips those already there)",
         description=f"Download monthly TLC parquet files from {TLC_BASE_URL}.",
     )
-    fetch_parser.add_argument("--months", nargs="+", type=_month, required=True, metavar="YYYY-MM")
-    fetch_parser.add_argument("--color", choices=("green", "yellow"), default="green")
+    fetch_parser.add_argument(
+        "--months",
+        nargs="+",
+        type=_month,
+        required=True,
+        metavar="YYYY-MM",
+        help="the months to download",
+    )
+    fetch_parser.add_argument(
+        "--color", choices=("green", "yellow"), default="green", help="TLC colour (default: green)"
+    )
     fetch_parser.add_argument("--base-url", default=TLC_BASE_URL, help="a mirror of trip-data/")
-    fetch_parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS")
+    fetch_parser.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="network timeout per request (default: 30)",
+    )
     fetch_parser.add_argument(
         "--data-dir", type=Path, default=argparse.SUPPRESS, help="overrides RIDESTREAM_DATA_DIR"
     )

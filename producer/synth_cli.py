@@ -77,15 +77,32 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="YYYY-MM|PATH",
         help="the real month to fit on (green file in the data dir) or a trip file",
     )
-    parser.add_argument("--rides", type=_positive(int), required=True, metavar="N")
-    parser.add_argument("--out", type=Path, required=True, metavar="FILE.parquet")
+    parser.add_argument(
+        "--rides",
+        type=_positive(int),
+        required=True,
+        metavar="N",
+        help="how many rides to write (written in chunks: any N fits in memory)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="FILE.parquet",
+        help="output parquet file; its name (without .parquet) prefixes ride ids",
+    )
     parser.add_argument(
         "--start",
         type=_date,
         metavar="DATE",
         help="event time of the first synthetic hour (default: the fitted month)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed: the same seed gives the same rides (default: 0)",
+    )
     parser.add_argument(
         "--slowdown",
         type=_positive(float),
