@@ -6,7 +6,9 @@ feeds it: batches of records from 8 partitions (4 per topic, keyed by ride id), 
 time in runs of `--run` records, as a consumer reads a backlog. Two figures per window setting:
 
 - handle:          the logic alone on decoded events (join, watermark, windows, drift, quality);
-- decode + handle: plus pydantic decoding of the JSON values (what StreamLoop adds per record).
+- decode + handle: plus pydantic decoding of the JSON values (what StreamLoop adds per record);
+- default GC:      decode + handle with Python's default GC thresholds instead of the
+                   monitor's tuning (monitor.__main__.tune_gc).
 
 rides/s is wall-clock; rides/CPU s divides by the process's CPU time, which says more on a
 shared, loaded machine (the load average is printed with the table).
@@ -96,9 +98,15 @@ def build_records(months: list[str]) -> tuple[list[tuple[str, int, bytes]], int]
     return [(topic, partition, encode(event)) for _, topic, partition, event in events], len(rides)
 
 
-def replay(records, window_rides: int | None, run: int, decode: bool) -> dict[str, float]:
+def replay(
+    records, window_rides: int | None, run: int, decode: bool, tuned_gc: bool = True
+) -> dict[str, float]:
+    import gc
+
+    from monitor.__main__ import tune_gc
     from monitor.drift import prepare_reference
     from monitor.pipeline import MonitorConfig, MonitorPipeline
+    from monitor.settings import MonitorOptions
     from monitor.windows import WindowSpec
     from ridestream.events import DurationPredicted, RideCompleted
     from ridestream.features import PREDICTION, TARGET
@@ -133,6 +141,11 @@ def replay(records, window_rides: int | None, run: int, decode: bool) -> dict[st
         else WindowSpec(timedelta(days=1))
     )
     pipeline = MonitorPipeline(MonitorConfig(spec), topics, lambda version: reference)
+    gc.collect()
+    gc.unfreeze()
+    gc.set_threshold(700, 10, 10)  # Python's defaults
+    if tuned_gc:
+        tune_gc(MonitorOptions().gc_threshold)  # as the monitor does at start
     all_partitions = [(names[t], p) for t, p in logs]
     position = dict.fromkeys(logs, 0)
     rss = [rss_mb()]
@@ -195,7 +208,16 @@ def main() -> int:
     results = []
     for label, window_rides in (("5000 rides", 5000), ("1d", None)):
         for decode in (False, True):
-            results.append((label, decode, replay(records, window_rides, args.run, decode)))
+            results.append(
+                (
+                    label,
+                    "decode + handle" if decode else "handle",
+                    replay(records, window_rides, args.run, decode),
+                )
+            )
+    results.append(
+        ("5000 rides", "default GC", replay(records, 5000, args.run, True, tuned_gc=False))
+    )
 
     print(f"monitor throughput  (cores: {os.cpu_count()}, load: {os.getloadavg()[0]:.1f})")
     print(
@@ -210,8 +232,7 @@ def main() -> int:
     )
     print(header)
     print("-" * len(header))
-    for label, decode, r in results:
-        path = "decode + handle" if decode else "handle"
+    for label, path, r in results:
         print(
             f"{label:>10} | {path:>15} | {r['rides_per_s']:>9,.0f} | "
             f"{r['rides_per_cpu_s']:>11,.0f} | {r['windows']:>9,} | "

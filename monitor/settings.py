@@ -39,6 +39,8 @@ class MonitorOptions(BaseModel):
     snapshot_queue: int = Field(default=4, ge=1)
     # Records per poll: bounds the work between two polls.
     max_poll_records: int = Field(default=5_000, gt=0)
+    # Young-generation GC threshold (Python's default is 700; see monitor.__main__.tune_gc).
+    gc_threshold: int = Field(default=50_000, ge=0)
     # Reading the already published windows at start (restart safety).
     restore_timeout_s: float = Field(default=60.0, gt=0)
 
