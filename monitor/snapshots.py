@@ -25,6 +25,7 @@ from ridestream.features import DRIFT_CATEGORICAL, DRIFT_NUMERICAL, PREDICTION
 log = logging.getLogger(__name__)
 
 PROJECT_NAME = "ridestream monitor"
+SKIP_LOG_EVERY = 100
 DRIFT_COLUMNS = [*DRIFT_NUMERICAL, *DRIFT_CATEGORICAL, PREDICTION]
 
 
@@ -92,7 +93,12 @@ class SnapshotWriter:
             self._queue.put_nowait(_Job(event, current, reference))
         except queue.Full:
             self.skipped += 1
-            log.warning("snapshot of %s skipped: the snapshot writer is behind", event.window_id)
+            if self.skipped % SKIP_LOG_EVERY == 1:  # the first, then every SKIP_LOG_EVERY-th
+                log.warning(
+                    "snapshot of %s skipped: the snapshot writer is behind (%d skipped so far)",
+                    event.window_id,
+                    self.skipped,
+                )
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Finish the queued snapshots (up to `timeout_s`) and stop the thread."""
