@@ -34,7 +34,7 @@ from monitor.pipeline import (
 from monitor.settings import MonitorOptions, MonitorSettings
 from monitor.snapshots import SnapshotWriter
 from monitor.windows import WindowSpec, parse_duration
-from ridestream.events import DriftWindowClosed, RideCompleted
+from ridestream.events import DriftDetected, DriftWindowClosed, RideCompleted
 from ridestream.kafka import (
     BatchStats,
     LoopStats,
@@ -45,9 +45,11 @@ from ridestream.kafka import (
     explain_connection_error,
     stop_on_signals,
 )
+from ridestream.metrics import batch_recorder, default_metrics
 from ridestream.observability import configure_logging, serve_metrics
 
 log = logging.getLogger("monitor")
+SERVICE = "monitor"
 
 
 class UsageError(ValueError):
@@ -283,12 +285,22 @@ def run(
         if options.snapshots
         else None
     )
+    metrics = default_metrics()
+
+    def published(window: DriftWindowClosed, alert: DriftDetected | None) -> None:
+        metrics.record_window(SERVICE, window)
+        if window.reference_version is not None:
+            metrics.set_model_version(SERVICE, window.reference_version)
+        if alert is not None:
+            metrics.record_drift_alert(SERVICE, alert)
+
     pipeline = MonitorPipeline(
         config,
         topics,
         reference_provider,
         restored,
         snapshot_sink=writer.submit if writer else None,
+        on_published=published,
     )
     tune_gc(options.gc_threshold)
     ride_topics = [topics.rides_predictions, topics.rides_completed]
@@ -301,7 +313,7 @@ def run(
     loop = StreamLoop(
         consumer=consumer,
         producer=producer,
-        service="monitor",
+        service=SERVICE,
         decoders={
             topics.rides_predictions: MonitoredPrediction,
             topics.rides_completed: RideCompleted,
@@ -316,8 +328,16 @@ def run(
         assigned, caught_up = partition_status(consumer, ride_topics)
         return pipeline.handle(received, assigned, caught_up)
 
+    record = batch_recorder(
+        SERVICE,
+        topic_in=topics.rides_predictions,
+        topic_out=topics.drift_windows,
+        consumer=consumer,
+        then=on_batch,
+        metrics=metrics,
+    )
     try:
-        return loop.run(handle, stop, on_batch)
+        return loop.run(handle, stop, record)
     finally:
         if writer is not None:
             writer.close()

@@ -29,6 +29,7 @@ from monitor.join import LATE, ClosedWindow, Frontier, ItemKey, Partition, Windo
 from monitor.quality import window_quality
 from monitor.windows import WindowSpec, parse_count_window_index
 from ridestream.events import (
+    DriftDetected,
     DriftWindowClosed,
     DurationPredicted,
     Event,
@@ -50,6 +51,8 @@ HEADER_LAST_KEY = "monitor.last_key"
 ReferenceProvider = Callable[[str | None], Reference]
 # Called with each published window and its rides frame (the Evidently snapshot, off the loop).
 SnapshotSink = Callable[[DriftWindowClosed, pd.DataFrame, Reference], None]
+# Called with each published window and its alert, if any (metrics, in the wiring).
+PublishedHook = Callable[[DriftWindowClosed, DriftDetected | None], None]
 
 
 class ModelUpdate(Event):
@@ -192,6 +195,7 @@ class MonitorPipeline:
         reference_provider: ReferenceProvider,
         restored: Restored | None = None,
         snapshot_sink: SnapshotSink | None = None,
+        on_published: PublishedHook | None = None,
     ) -> None:
         self.config = config
         self.topics = topics
@@ -201,6 +205,7 @@ class MonitorPipeline:
         self.join = WindowedJoin(config.spec, config.lateness, restored.frontier)
         self.alert_state = restored.alert_state
         self.snapshot_sink = snapshot_sink
+        self.on_published = on_published
         self.windows_published = 0
         self.alerts_published = 0
 
@@ -268,11 +273,13 @@ class MonitorPipeline:
             _round(event.quality.rmse),
             f", rules: {', '.join(r.rule for r in fired)}" if fired else "",
         )
-        if fire:
-            alert = drift_alert(event, fired)
+        alert = drift_alert(event, fired) if fire else None
+        if alert is not None:
             outputs.append(Outgoing.of(self.topics.drift_alerts, alert))
             self.alerts_published += 1
             log.warning("drift alert %s: %s", alert.alert_id, "; ".join(_describe(fired)))
+        if self.on_published is not None:
+            self.on_published(event, alert)
         if self.snapshot_sink is not None and event.rides:
             self.snapshot_sink(event, frame, self.reference)
         return outputs
