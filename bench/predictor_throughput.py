@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,7 @@ def load_rides(data_dir: Path, count: int) -> list[Any]:
     frame = frame[frame["pickup_datetime"].between("2021-01-01", "2021-12-31")]
     rows = list(
         zip(
-            frame["pickup_datetime"].dt.to_pydatetime(),
+            pd.DatetimeIndex(frame["pickup_datetime"]).to_pydatetime(),
             frame["PULocationID"].tolist(),
             frame["DOLocationID"].tolist(),
             frame["trip_distance"].clip(0, 999).tolist(),
@@ -165,24 +166,48 @@ def group_members(admin: Any, group: str) -> list[int]:
     ]
 
 
-def measure_rate(admin: Any, group: str, total: int, process: subprocess.Popen, timeout_s: float):
-    """Rides/s between the first and the last commit of `group`, sampled every 0.2 s."""
-    first: tuple[float, int] | None = None
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Rate:
+    """Rides/s between the first and the last commit, and the worker's CPU per ride."""
+
+    rides_per_s: float
+    rides: int
+    cpu_us_per_ride: float
+    load: float
+
+
+def measure_rate(
+    admin: Any, group: str, total: int, process: subprocess.Popen, timeout_s: float
+) -> Rate:
+    """Sample `group`'s committed offsets every 0.2 s until `total` rides are committed.
+
+    CPU per ride (the worker's user+system time over the same span) does not depend on what
+    else runs on the machine, unlike rides/s: compare it when the load average is high."""
+    first: tuple[float, int, float] | None = None
     deadline = time.monotonic() + timeout_s
     done = 0
     while time.monotonic() < deadline:
         done = committed_total(admin, group)
         now = time.monotonic()
         if done and first is None:
-            first = (now, done)
+            first = (now, done, cpu_seconds(process.pid))
         if done >= total:
             break
         if process.poll() is not None:
             raise RuntimeError(f"worker exited with {process.returncode}")
         time.sleep(0.2)
+    load = os.getloadavg()[0]
     if first is None or done <= first[1]:
-        return 0.0, done
-    return (done - first[1]) / (time.monotonic() - first[0]), done
+        return Rate(0.0, done, float("nan"), load)
+    rides = done - first[1]
+    cpu_us = 1e6 * (cpu_seconds(process.pid) - first[2]) / rides
+    return Rate(rides / (time.monotonic() - first[0]), done, cpu_us, load)
 
 
 def worker(args: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -310,13 +335,17 @@ def run_bench(args: argparse.Namespace, bootstrap: str, kafka: Any) -> int:
         produce_rate = produce_all(bootstrap, source.rides_requested, messages)
         print(f"produced {len(messages):,} rides ({mean_bytes:.0f} B) at {produce_rate:,.0f}/s")
 
-        def throughput(name: str, argv: list[str], group: str, total: int, extra: dict) -> float:
+        def throughput(name: str, argv: list[str], group: str, total: int, extra: dict) -> Rate:
             process = worker(argv, {**env, **extra})
             try:
-                rate, done = measure_rate(admin, group, total, process, timeout_s=600)
+                rate = measure_rate(admin, group, total, process, timeout_s=600)
             finally:
                 stop(process)
-            print(f"  {name}: {rate:,.0f} rides/s ({done:,} rides)", flush=True)
+            print(
+                f"  {name}: {rate.rides_per_s:,.0f} rides/s, {rate.cpu_us_per_ride:.0f} us CPU "
+                f"per ride ({rate.rides:,} rides, load {rate.load:.1f})",
+                flush=True,
+            )
             return rate
 
         out = fresh_topics()
@@ -345,11 +374,21 @@ def run_bench(args: argparse.Namespace, bootstrap: str, kafka: Any) -> int:
             group, args.per_record_rides, {},
         )  # fmt: skip
         results += [
-            ("bare passthrough (rides/s)", f"{bare:,.0f}"),
-            ("predictor, 1 process (rides/s)", f"{ours:,.0f}"),
-            ("predictor / passthrough", f"{ours / bare:.0%}" if bare else "-"),
-            ("per-record baseline (rides/s)", f"{naive:,.0f}"),
-            ("predictor / per-record", f"{ours / naive:,.0f}x" if naive else "-"),
+            ("bare passthrough (rides/s)", f"{bare.rides_per_s:,.0f}"),
+            ("predictor, 1 process (rides/s)", f"{ours.rides_per_s:,.0f}"),
+            ("per-record baseline (rides/s)", f"{naive.rides_per_s:,.0f}"),
+            ("load average during each", f"{bare.load:.1f} / {ours.load:.1f} / {naive.load:.1f}"),
+            (
+                "CPU us per ride: passthrough / predictor / per-record",
+                f"{bare.cpu_us_per_ride:.0f} / {ours.cpu_us_per_ride:.0f} / "
+                f"{naive.cpu_us_per_ride:.0f}",
+            ),
+            ("predictor / passthrough (rides/s)", f"{ours.rides_per_s / bare.rides_per_s:.0%}"),
+            (
+                "predictor / passthrough (by CPU per ride)",
+                f"{bare.cpu_us_per_ride / ours.cpu_us_per_ride:.0%}",
+            ),
+            ("predictor / per-record (rides/s)", f"{ours.rides_per_s / naive.rides_per_s:,.0f}x"),
         ]
 
     if "latency" in parts:
@@ -450,7 +489,7 @@ def run_bench(args: argparse.Namespace, bootstrap: str, kafka: Any) -> int:
                 time.sleep(0.5)
             count = min(len(messages), 100_000)
             produce_all(bootstrap, topics.rides_requested, messages[:count])
-            combined, _ = measure_rate(admin, group, count, pair[0], timeout_s=600)
+            combined = measure_rate(admin, group, count, pair[0], timeout_s=600).rides_per_s
             shares = group_members(admin, group)
         finally:
             for process in pair:
@@ -483,7 +522,8 @@ def run_bench(args: argparse.Namespace, bootstrap: str, kafka: Any) -> int:
 
     print()
     print(
-        f"predictor benchmark: {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"predictor benchmark: {os.cpu_count()} cores (load {os.getloadavg()[0]:.1f}), "
+        f"Python {platform.python_version()}, "
         f"kafka-python {kafka_python.__version__}, scikit-learn {sklearn.__version__}, "
         f"pandas {pd.__version__}, numpy {np.__version__}, Apache Kafka at {bootstrap}"
     )
