@@ -28,8 +28,8 @@ class ProducerOptions(BaseModel):
     # Append records straight to kafka-python's accumulator (~1.5x send(); see KafkaSink).
     direct_append: bool = True
     # kafka-python 3 has no buffer.memory: the replay waits when this many events are unacked,
-    # so the producer's buffers stay bounded (~1 kB an event with its future: 50k is ~50 MB).
-    max_pending_events: int = Field(default=50_000, gt=0)
+    # so the producer's buffers stay bounded (~1 kB an event with its future: 20k is ~20 MB).
+    max_pending_events: int = Field(default=20_000, gt=0)
 
 
 class ProducerSettings(Settings):
