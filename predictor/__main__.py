@@ -7,6 +7,7 @@ after the batch in hand is produced, flushed and committed.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import socket
@@ -86,6 +87,19 @@ def consumer_lag(consumer: Any) -> int | None:
     return total
 
 
+def tune_gc(threshold0: int) -> None:
+    """Keep Python's collector off the hot path: freeze what startup made (imports, the model:
+    ~250,000 objects that every full collection would walk again) and collect the young
+    generation every `threshold0` allocations instead of 700. Decode + predict: 27.5 -> 19 us
+    of CPU a ride (bench/predictor_throughput.py). Cycles are still collected. 0: no change
+    (tests that run the predictor inside pytest's process)."""
+    if threshold0 <= 0:
+        return
+    gc.freeze()
+    _, threshold1, threshold2 = gc.get_threshold()
+    gc.set_threshold(threshold0, threshold1, threshold2)
+
+
 def run(
     settings: PredictorSettings, stop: threading.Event, ready: threading.Event | None = None
 ) -> LoopStats | None:
@@ -155,6 +169,7 @@ def run(
         options.group_id,
         " (exactly-once)" if options.exactly_once else "",
     )
+    tune_gc(options.gc_threshold)
     if ready is not None:
         ready.set()
     try:

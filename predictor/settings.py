@@ -22,6 +22,9 @@ class PredictorOptions(BaseModel):
     # With no champion yet: how long to wait between two registry checks.
     champion_wait_s: float = Field(default=5.0, gt=0)
     log_interval_s: float = Field(default=5.0, gt=0)
+    # Young-generation GC threshold after startup, with startup objects frozen out of the
+    # collector (Python's default: 700; 0 leaves the collector alone).
+    gc_threshold: int = Field(default=50_000, ge=0)
 
 
 class PredictorSettings(Settings):

@@ -78,7 +78,11 @@ def predictor_settings(
         mlflow=mlflow_settings,
         topic_prefix=topic_prefix,
         predictor=PredictorOptions(
-            group_id=group_id, champion_wait_s=0.5, log_interval_s=1.0, poll_timeout_ms=100
+            group_id=group_id,
+            champion_wait_s=0.5,
+            log_interval_s=1.0,
+            poll_timeout_ms=100,
+            gc_threshold=0,  # pytest's process: leave its collector alone
         ),
     )
 
