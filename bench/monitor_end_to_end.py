@@ -1,0 +1,141 @@
+"""The monitor end to end on a real broker: rides/s through StreamLoop with 5,000-ride windows.
+
+Real rides (green 2021-01 by default, predictions by a fixed function of the distance) are put
+on rides.predictions / rides.completed first; then `monitor.__main__.run` (the same wiring as
+`ridestream monitor`, snapshots off, reference built here) reads the backlog: fetch, pydantic
+decode, join, windows, drift, quality, produce, commit. Timed from the first to the last record.
+
+Run: python bench/monitor_end_to_end.py [--months 2021-01] [--bootstrap HOST:PORT]
+Without --bootstrap it starts its own Apache Kafka from the jars on 127.0.0.1:49092 (data in
+/tmp/monitor-broker-bench) and stops it at the end. No timing is asserted anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--months", default="2021-01")
+    parser.add_argument("--bootstrap", help="an already running broker (default: start one)")
+    parser.add_argument("--window-rides", type=int, default=5000)
+    args = parser.parse_args()
+
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    import kafka
+    import numpy as np
+    import pandas as pd
+    from kafka import KafkaProducer
+    from monitor_throughput import build_records
+
+    from monitor.__main__ import run
+    from monitor.drift import prepare_reference
+    from monitor.settings import MonitorOptions, MonitorSettings
+    from ridestream import kafka_broker
+    from ridestream.features import PREDICTION, TARGET
+    from ridestream.kafka import create_topics
+    from ridestream.settings import BrokerSettings, KafkaSettings
+    from ridestream.topics import Topics
+
+    broker = None
+    bootstrap = args.bootstrap
+    if bootstrap is None:
+        broker = BrokerSettings(
+            port=49092, controller_port=49093, data_dir=Path("/tmp/monitor-broker-bench")
+        )
+        bootstrap = kafka_broker.start(broker).address
+    try:
+        kafka_settings = KafkaSettings(bootstrap_servers=bootstrap)
+        topics = Topics(f"bench-{uuid.uuid4().hex[:6]}.")
+        records, rides = build_records(args.months.split(","))
+        create_topics(kafka_settings, topics.all(), partitions=4)
+        names = {"p": topics.rides_predictions, "c": topics.rides_completed}
+        producer = KafkaProducer(
+            **kafka_settings.client_config(), linger_ms=50, batch_size=1_048_576
+        )
+        for topic, partition, value in records:
+            producer.send(names[topic], value=value, partition=partition)
+        producer.flush()
+        producer.close()
+
+        rng = np.random.default_rng(0)
+        distance = rng.exponential(3.0, 20_000)
+        reference = prepare_reference(
+            pd.DataFrame(
+                {
+                    "trip_distance": distance,
+                    "PULocationID": rng.integers(1, 266, 20_000).astype(str),
+                    "DOLocationID": rng.integers(1, 266, 20_000).astype(str),
+                    PREDICTION: np.clip(4 + 3.2 * distance, 1, 60),
+                    TARGET: np.clip(4 + 3.2 * distance, 1, 60),
+                }
+            ),
+            "1",
+            7.0,
+        )
+        settings = MonitorSettings(
+            kafka=kafka_settings,
+            topic_prefix=topics.prefix,
+            monitor=MonitorOptions(
+                group_id="bench-" + topics.prefix, window_rides=args.window_rides, snapshots=False
+            ),
+        )
+        stop = threading.Event()
+        seen = {"polled": 0, "produced": 0, "first": 0.0, "cpu_first": 0.0}
+
+        def on_batch(batch) -> None:
+            if batch.polled and not seen["first"]:
+                seen["first"] = time.perf_counter() - batch.seconds
+                seen["cpu_first"] = time.process_time()
+            seen["polled"] += batch.polled
+            seen["produced"] += batch.produced
+            if seen["polled"] >= len(records):
+                stop.set()
+
+        started = time.perf_counter()
+        thread = threading.Thread(
+            target=run, args=(settings, lambda version: reference, stop, on_batch), daemon=True
+        )
+        thread.start()
+        thread.join(1_800)
+        seconds = time.perf_counter() - seen["first"]
+        cpu_seconds = time.process_time() - seen["cpu_first"]
+        startup = seen["first"] - started
+    finally:
+        if broker is not None:
+            kafka_broker.stop(broker)
+
+    print(f"monitor end to end on Kafka  (cores: {os.cpu_count()}, load: {os.getloadavg()[0]:.1f})")
+    print(
+        f"python {platform.python_version()}, kafka-python {kafka.__version__}, "
+        f"numpy {np.__version__}, pandas {pd.__version__}"
+    )
+    print(f"backlog: {rides:,} rides ({args.months}) = {len(records):,} records, 8 partitions")
+    print(
+        f"{'windows':>10} | {'startup s':>9} | {'seconds':>8} | {'rides/s':>8} | "
+        f"{'rides/CPU s':>11} | "
+        f"{'outputs':>7}"
+    )
+    print(
+        f"{f'{args.window_rides} rides':>10} | {startup:>9.1f} | {seconds:>8.1f} | "
+        f"{rides / seconds:>8,.0f} | {rides / cpu_seconds:>11,.0f} | {seen['produced']:>7}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
