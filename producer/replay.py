@@ -46,9 +46,10 @@ log = logging.getLogger(__name__)
 
 REQUESTED, COMPLETED = 0, 1  # event kinds; also the tie-break order at equal event times
 US_PER_S = 1_000_000
-# 500k events (250k rides, ~60 bytes an event: ~30 MB) hold any green month (88k rows at most)
-# in exact event-time order; yellow months are bigger, but only how far rows stray matters.
-DEFAULT_REORDER_EVENTS = 500_000
+# 300k events (150k rides, ~60 bytes an event, ~2.5x that while merging: ~45 MB) hold any green
+# month (88k rows at most) in exact event-time order; yellow months are bigger, but only how far
+# rows stray matters (late ones are counted).
+DEFAULT_REORDER_EVENTS = 300_000
 # In paced replays an event-time gap longer than this (stray 2009 rows before a 2021 month) is
 # jumped over instead of slept through.
 DEFAULT_MAX_GAP_S = 3_600.0
