@@ -7,14 +7,14 @@ pickup, a value the event models refuse) is skipped and counted by reason.
 Event-time order: TLC files are not sorted (green 2021-01 has rows 4 days out of order), so
 events pass through a reorder buffer (`EventTimeMerger`) of a bounded number of events: when it
 is full, the earliest events leave it in (event time, requested-before-completed, file order)
-order. A whole month fits in the default buffer, so a month is replayed in exact event-time
+order. A whole green month fits in the default buffer, so it is replayed in exact event-time
 order; a row that arrives after later events already left (possible only when a file is more
 out of order than the buffer holds) is sent at once and counted as `late`. A ride's completion
 never precedes its request: both enter the buffer together and sort request-first.
 
 Events are built from whole column arrays and written as JSON with the field order and values
 pydantic gives (`ridestream.events.encode`), without building a model per row; the unit tests
-check that every event decodes to the model pydantic builds from the same row.
+check that the bytes are identical to pydantic's and that the skip rules are the models' rules.
 
 No Kafka, no environment here: `replay` takes a `send` function and a clock.
 """
