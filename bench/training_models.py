@@ -52,6 +52,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train", default="2021-01")
     parser.add_argument("--val", default="2021-02")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="OpenMP threads (default: the model's, 1)"
+    )
     args = parser.parse_args()
 
     import numpy as np
@@ -62,6 +65,8 @@ def main() -> int:
     from ridestream.features import TARGET, build_features
     from ridestream.trips import month_path, read_trips
 
+    if args.threads:
+        model.OPENMP_THREADS = args.threads
     data_dir = Path(os.environ.get("RIDESTREAM_DATA_DIR", REPO.parent / "shared" / "data"))
     train = model.labelled(read_trips(month_path(data_dir, args.train)))
     val = model.labelled(read_trips(month_path(data_dir, args.val)))
@@ -95,7 +100,7 @@ def main() -> int:
         f"training benchmark: {os.cpu_count()} cores (load {os.getloadavg()[0]:.1f}), "
         f"Python {platform.python_version()}, scikit-learn {sklearn.__version__}, "
         f"pandas {pd.__version__}, numpy {np.__version__}, "
-        f"{model.OPENMP_THREADS} OpenMP thread"
+        f"{model.OPENMP_THREADS} OpenMP thread(s)"
     )
     print(
         f"green {args.train} -> {args.val}: {len(train):,} / {len(val):,} rides of 1-60 min; "
