@@ -235,6 +235,14 @@ def run_demo(args: argparse.Namespace) -> int:
         "RIDESTREAM_MLFLOW__TRACKING_URI": f"sqlite:///{run_dir}/mlflow.db",
         "RIDESTREAM_MLFLOW__ARTIFACT_LOCATION": str(run_dir / "mlartifacts"),
         "RIDESTREAM_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "RIDESTREAM_MONITOR__REPORTS_DIR": str(run_dir / "reports"),
+        # Evidently's Jensen-Shannon threshold (0.1) is at the sampling noise of a one-day
+        # window over ~250 zones: the training month's own weekdays score 0.11-0.13.
+        "RIDESTREAM_MONITOR__CAT_THRESHOLD": os.environ.get(
+            "RIDESTREAM_MONITOR__CAT_THRESHOLD", "0.2"
+        ),
+        # At the demo's speed a second of predictor lag is 12 h of event time.
+        "RIDESTREAM_MONITOR__LATENESS": os.environ.get("RIDESTREAM_MONITOR__LATENESS", "12h"),
     }
     started_broker = _ensure_broker(settings)
     processes = Processes()

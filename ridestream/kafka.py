@@ -190,6 +190,9 @@ class StreamLoop:
         self.max_records = max_records
         self.commit_gate = commit_gate
         self.stats = LoopStats()
+        # Next offsets of everything polled so far, per partition still assigned: a commit gate
+        # sees them all, so state closed by this batch can release offsets of other partitions.
+        self._consumed: dict[TopicPartition, int] = {}
 
     def run_once(self, handle: Handler) -> BatchStats:
         """Poll one batch and take it through decode, handle, produce, flush and commit."""
@@ -206,7 +209,7 @@ class StreamLoop:
         batch.produced = len(outputs)
 
         next_offsets = {tp: recs[-1].offset + 1 for tp, recs in polled.items() if recs}
-        self._deliver([*outputs, *dead], next_offsets)
+        self._deliver([*outputs, *dead], self._committable(next_offsets))
         batch.seconds = time.perf_counter() - started
         self.stats.add(batch)
         return batch
@@ -245,8 +248,15 @@ class StreamLoop:
                 received.append(Received(record.topic, record.partition, record.offset, event))
         return received, dead
 
-    def _deliver(self, outputs: list[Outgoing], next_offsets: dict[TopicPartition, int]) -> None:
-        offsets = self.commit_gate(next_offsets) if self.commit_gate else next_offsets
+    def _committable(self, next_offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+        if self.commit_gate is None:
+            return next_offsets
+        assigned = self.consumer.assignment()
+        self._consumed = {tp: o for tp, o in self._consumed.items() if tp in assigned}
+        self._consumed.update(next_offsets)
+        return self.commit_gate(dict(self._consumed))
+
+    def _deliver(self, outputs: list[Outgoing], offsets: dict[TopicPartition, int]) -> None:
         to_commit = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()}
         if self.exactly_once:
             self.producer.begin_transaction()

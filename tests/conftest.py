@@ -188,3 +188,8 @@ def _local_broker(config: pytest.Config, data_dir: Path) -> Iterator[str]:
         yield started.address
     finally:
         kafka_broker.stop(settings)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """kafka-python logs every connection at INFO: keep failure reports readable."""
+    logging.getLogger("kafka").setLevel(logging.WARNING)

@@ -1,0 +1,213 @@
+"""The closed loop, end to end: four services as separate processes on a real broker and a real
+MLflow store. Asserts on topics and the registry only.
+
+A champion trained on green 2021-01 meets a stream of normal traffic followed by a slowdown
+(trips take 1.5x longer): an alert fires, a challenger is trained and promoted, predictions switch
+to the new version without a ride lost, and on the drifted rides after the switch the new model
+beats the old one on the same rides.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ridestream import model as models
+from ridestream.demo import Processes
+from ridestream.events import (
+    DriftDetected,
+    DurationPredicted,
+    ModelPromoted,
+    RideCompleted,
+    RideRequested,
+)
+from ridestream.features import TARGET, is_labelled, rides_frame
+from ridestream.kafka import create_topics
+from ridestream.registry import ModelRegistry
+from ridestream.settings import KafkaSettings, MlflowSettings
+from ridestream.topic_reader import read_events
+from ridestream.topics import Topics
+from ridestream.training import train_and_register
+from ridestream.trips import month_path, read_trips
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DATA_DIR = Path(
+    os.environ.get("RIDESTREAM_TEST_DATA_DIR", Path(__file__).parents[3] / ".." / "shared" / "data")
+)
+NORMAL_RIDES, DRIFTED_RIDES = 20_000, 36_000  # about 8 and 14 days at January's rate
+# Event time runs 40,000x real time: a day of rides in ~2 s, so the retrain (seconds) lands
+# while the drifted stream still flows.
+SPEED = 40_000
+DRIFT_STARTS = datetime(2021, 3, 9)
+TIMEOUT_S = 240
+
+
+def synth(out: Path, rides: int, start: str, seed: int, *extra: str) -> Path:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ridestream.cli",
+            "synth",
+            "--fit",
+            "2021-01",
+            "--data-dir",
+            str(DATA_DIR),
+            "--rides",
+            str(rides),
+            "--start",
+            start,
+            "--seed",
+            str(seed),
+            "--out",
+            str(out),
+            *extra,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return out
+
+
+@pytest.fixture
+def mlflow_settings(tmp_path: Path) -> MlflowSettings:
+    return MlflowSettings(
+        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+        artifact_location=str(tmp_path / "mlartifacts"),
+    )
+
+
+def wait_for(condition, timeout_s: float, processes: Processes, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        processes.check()
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(2)
+
+
+def test_drift_triggers_a_retrain_that_the_predictors_switch_to_without_losing_a_ride(
+    tmp_path: Path,
+    kafka_settings: KafkaSettings,
+    topic_prefix: str,
+    mlflow_settings: MlflowSettings,
+) -> None:
+    if not month_path(DATA_DIR, "2021-01").exists():
+        pytest.skip(f"no TLC data in {DATA_DIR} (set RIDESTREAM_TEST_DATA_DIR)")
+    topics = Topics(topic_prefix)
+    create_topics(kafka_settings, topics.all_with_dead_letters(), partitions=4)
+    january = read_trips(month_path(DATA_DIR, "2021-01"))
+    champion = train_and_register(
+        mlflow_settings, january, read_trips(month_path(DATA_DIR, "2021-02")), promote=True
+    )
+    assert champion.promoted and champion.info.version == "1"
+
+    normal = synth(tmp_path / "normal.parquet", NORMAL_RIDES, "2021-03-01", 1)
+    drifted = synth(
+        tmp_path / "drifted.parquet", DRIFTED_RIDES, "2021-03-09", 2, "--slowdown", "1.5"
+    )
+
+    env = {
+        **os.environ,
+        "RIDESTREAM_TOPIC_PREFIX": topic_prefix,
+        "RIDESTREAM_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
+        "RIDESTREAM_MLFLOW__TRACKING_URI": mlflow_settings.tracking_uri,
+        "RIDESTREAM_MLFLOW__ARTIFACT_LOCATION": mlflow_settings.artifact_location,
+        "RIDESTREAM_STATE_DIR": str(tmp_path / "state"),
+        # Retrain on the recent past only: a few days after the slowdown starts, the buffer
+        # holds little else.
+        "RIDESTREAM_RETRAINER__BUFFER_DAYS": "4",
+        "RIDESTREAM_RETRAINER__MIN_LABELLED_RIDES": "2000",
+        # Evidently's Jensen-Shannon threshold (0.1) is at the sampling noise of a one-day
+        # window over ~250 zones; and at 40,000x a second of predictor lag is 11 h of event
+        # time, so the lateness must cover it.
+        "RIDESTREAM_MONITOR__CAT_THRESHOLD": "0.2",
+        "RIDESTREAM_MONITOR__LATENESS": "12h",
+    }
+    processes = Processes()
+    try:
+        for name, extra in (("predictor", []), ("monitor", ["--window", "1d"]), ("retrainer", [])):
+            processes.start(name, ["-m", name, *extra], env, tmp_path)
+        replay = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "producer",
+                "--files",
+                str(normal),
+                str(drifted),
+                "--speed",
+                str(SPEED),
+                "--no-progress",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+        )
+        assert replay.returncode == 0, replay.stderr[-2000:]
+
+        requested = read_events(kafka_settings, topics.rides_requested, RideRequested)
+        assert len(requested) == NORMAL_RIDES + DRIFTED_RIDES
+
+        def all_predicted() -> bool:
+            return len(
+                read_events(kafka_settings, topics.rides_predictions, DurationPredicted)
+            ) >= len(requested)
+
+        wait_for(all_predicted, 60, processes, "a prediction for every ride")
+    finally:
+        processes.stop_all()
+        for log in sorted(tmp_path.glob("*.log")):
+            print(f"--- {log.name}\n{log.read_text()[-3000:]}")
+
+    alerts = read_events(kafka_settings, topics.drift_alerts, DriftDetected)
+    slowdown = [a for a in alerts if a.window_start >= DRIFT_STARTS]
+    assert any(r.rule == "quality" for a in slowdown for r in a.rules), "the slowdown went unseen"
+
+    # The retrainer announces the champion it found at start ("initial"); after that, every
+    # promotion answers an alert, the first one replacing the champion trained on January.
+    updates = read_events(kafka_settings, topics.models_updates, ModelPromoted)
+    assert {p.reason for p in updates} <= {"initial", "drift"}
+    promotions = sorted((p for p in updates if p.reason == "drift"), key=lambda p: p.event_time)
+    assert promotions, "no challenger was promoted"
+    assert {p.trigger_alert_id for p in promotions} <= {a.alert_id for a in alerts}
+    assert promotions[0].previous_version == "1"
+    promotion = promotions[-1]
+
+    registry = ModelRegistry(mlflow_settings)
+    assert registry.champion().version == promotion.version  # type: ignore[union-attr]
+    assert registry.alias("previous").version == promotion.previous_version  # type: ignore[union-attr]
+
+    predictions = read_events(kafka_settings, topics.rides_predictions, DurationPredicted)
+    by_ride = {p.ride_id: p for p in predictions}
+    assert set(by_ride) == {r.ride_id for r in requested}  # none lost (duplicates were by key)
+    versions = [p.model_version for p in sorted(predictions, key=lambda p: p.event_time)]
+    assert versions[0] == "1" and versions[-1] == promotion.version
+    assert set(versions) <= {"1", *(p.version for p in promotions)}
+
+    # The drifted rides the last champion predicted: both models scored on the same rides.
+    completed = read_events(kafka_settings, topics.rides_completed, RideCompleted)
+    after = [c for c in completed if by_ride[c.ride_id].model_version == promotion.version]
+    rides = rides_frame(after)
+    rides = rides[is_labelled(rides[TARGET])]
+    assert len(rides) > 1_000
+    truth = rides[TARGET].to_numpy()
+    old = models.predict(registry.load_model("1"), rides)
+    new = models.predict(registry.load_model(promotion.version), rides)
+    rmse_old = float(np.sqrt(np.mean((old - truth) ** 2)))
+    rmse_new = float(np.sqrt(np.mean((new - truth) ** 2)))
+    print(
+        f"after the switch, on {len(rides)} rides: "
+        f"RMSE v1 {rmse_old:.2f}, v{promotion.version} {rmse_new:.2f}"
+    )
+    assert rmse_new < rmse_old
