@@ -142,6 +142,7 @@ def monitor_config(options: MonitorOptions) -> MonitorConfig:
             rmse_tolerance=options.rmse_tolerance,
             debounce_windows=options.debounce_windows,
             cooldown_windows=options.cooldown_windows,
+            min_window_rides=options.min_window_rides,
         ),
         drift=DriftOptions(
             num_method=options.num_method,

@@ -23,6 +23,9 @@ class AlertRules:
     rmse_tolerance: float = 0.2
     debounce_windows: int = 1
     cooldown_windows: int = 3
+    # A window with fewer rides is published but judges nothing: the TLC files hold a few stray
+    # rides years off their month, and two rides "drift" from any reference.
+    min_window_rides: int = 200
 
 
 def evaluate_rules(
@@ -30,6 +33,8 @@ def evaluate_rules(
 ) -> list[RuleFired]:
     """The rules this window breaks, each with the number that broke it."""
     fired: list[RuleFired] = []
+    if window.rides < rules.min_window_rides:
+        return fired
     share = window.drifted_share
     if share is not None and share >= rules.drift_share_threshold:
         drifted = [c.column for c in window.columns if c.drifted]

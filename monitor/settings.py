@@ -26,6 +26,8 @@ class MonitorOptions(BaseModel):
     rmse_tolerance: float = Field(default=0.2, ge=0)
     debounce_windows: int = Field(default=1, ge=1)
     cooldown_windows: int = Field(default=3, ge=0)
+    # Windows with fewer rides raise no alert (stray rides years off their month).
+    min_window_rides: int = Field(default=200, ge=0)
     # Evidently's drift knobs; None keeps Evidently's default for the data size.
     num_method: str | None = None
     cat_method: str | None = None

@@ -26,6 +26,7 @@ def window(
     prediction_drifted: bool = False,
     rmse: float | None = 5.0,
     day: int = 0,
+    rides: int = 1_000,
 ) -> DriftWindowClosed:
     names = ("trip_distance", "PULocationID", "DOLocationID")
     columns = [drift(n, 0.3 if d else 0.01, d) for n, d in zip(names, drifted, strict=True)]
@@ -35,7 +36,7 @@ def window(
         event_time=START + timedelta(days=day + 1),
         reference_version="1",
         model_versions=["1"],
-        rides=100,
+        rides=rides,
         labelled=90,
         late=0,
         expired=0,
@@ -74,6 +75,12 @@ def test_quality_fires_when_rmse_reaches_reference_times_one_plus_tolerance():
     assert evaluate_rules(window(rmse=5.99), reference_rmse=5.0, rules=RULES) == []
     assert evaluate_rules(window(rmse=None), reference_rmse=5.0, rules=RULES) == []
     assert evaluate_rules(window(rmse=60.0), reference_rmse=None, rules=RULES) == []
+
+
+def test_a_window_of_a_few_stray_rides_judges_nothing():
+    bad = window(drifted=(True, True, True), prediction_drifted=True, rmse=60.0, rides=2)
+    assert evaluate_rules(bad, reference_rmse=5.0, rules=RULES) == []
+    assert len(evaluate_rules(bad.model_copy(update={"rides": 200}), 5.0, RULES)) == 3
 
 
 def fired_windows(bad: list[bool], rules: AlertRules, versions: list[str] | None = None):

@@ -344,7 +344,7 @@ def alerts_of(produced: Sequence[Outgoing]) -> dict[str, bytes]:
 
 def test_restart_rebuilds_debounce_and_cooldown_so_alerts_match_an_uninterrupted_run():
     events = ride_stream(1200, seed=5)
-    rules = AlertRules(debounce_windows=2, cooldown_windows=2)
+    rules = AlertRules(debounce_windows=2, cooldown_windows=2, min_window_rides=0)
     config = MonitorConfig(WindowSpec(timedelta(hours=3)), LATENESS, rules=rules)
     logs = partition_logs(events)
     uninterrupted = Run(logs, config, seed=2)
@@ -366,7 +366,9 @@ def versioned_reference(version: str | None):
 
 def test_a_promoted_champion_becomes_the_reference_and_ends_the_cooldown():
     config = MonitorConfig(
-        WindowSpec(timedelta(days=1)), LATENESS, rules=AlertRules(cooldown_windows=10)
+        WindowSpec(timedelta(days=1)),
+        LATENESS,
+        rules=AlertRules(cooldown_windows=10, min_window_rides=0),
     )
     pipeline = MonitorPipeline(config, TOPICS, versioned_reference)
     everything = [(PRED, 0)]
