@@ -24,9 +24,10 @@ from ridestream.events import (
     DurationPredicted,
     ModelPromoted,
     ModelRejected,
+    RideCompleted,
     RuleFired,
 )
-from ridestream.settings import KafkaSettings, Settings
+from ridestream.settings import Settings
 from ridestream.topics import Topics
 
 PLOT_IDS = ("plot-rmse", "plot-drift", "plot-throughput")
@@ -43,6 +44,20 @@ class RunEvents:
     # Predictions per wall-clock second (from `produced_at`), for the throughput plot.
     predictions_per_second: dict[datetime, int] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    # Both models of each switch scored on the same rides (see `score_switches`).
+    switch_scores: list[SwitchScore] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SwitchScore:
+    """A promotion judged fairly: the new and the replaced model on the same labelled rides,
+    the ones the new model predicted in the stream."""
+
+    previous_version: str
+    version: str
+    rides: int
+    rmse_previous: float
+    rmse_new: float
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,8 @@ def model_switches(run: RunEvents) -> list[Switch]:
     windows = sorted(run.windows, key=lambda w: w.window_start)
     switches = []
     for promotion in sorted(run.promotions, key=lambda p: p.event_time):
+        if promotion.previous_version is None:
+            continue  # the first champion announced, not a switch
         first = next((w for w in windows if promotion.version in w.model_versions), None)
         if first is None:
             continue
@@ -172,9 +189,18 @@ def build_report(run: RunEvents, title: str = "ridestream run") -> str:
             ["model", "replaced", "first window", "mean RMSE before", "mean RMSE after"],
             switch_rows,
         ),
+        scores=_table(
+            ["replaced", "by", "rides", "RMSE replaced model", "RMSE new model"],
+            [_score_row(x) for x in run.switch_scores],
+        ),
         alerts=_table(["window", "rules"], alert_rows),
         plots=plots,
     )
+
+
+def _score_row(x: SwitchScore) -> tuple[str, ...]:
+    old, new = f"{x.rmse_previous:.2f}", f"{x.rmse_new:.2f}"
+    return (f"v{x.previous_version}", f"v{x.version}", f"{x.rides:,}", old, new)
 
 
 def _number(value: float | None) -> str:
@@ -205,41 +231,86 @@ section.plot {{ margin: 1rem 0; }}
 <h1>{title}</h1>
 <h2>Counts</h2>{counts}
 <h2>Model switches</h2>{switches}
+<h3>Each switch on the same rides (the ones the new model predicted)</h3>{scores}
 <h2>Alerts</h2>{alerts}
 {plots}
 </body></html>
 """
 
 
-def read_run(settings: KafkaSettings, topics: Topics, *, timeout_s: float = 60.0) -> RunEvents:
-    """Read a run's events from its topics."""
+def read_run(
+    settings: Settings, topics: Topics, *, score_models: bool = True, timeout_s: float = 60.0
+) -> RunEvents:
+    """Read a run's events from its topics; with `score_models`, also score each switch's two
+    models on the same rides through the registry (`score_switches`)."""
     from ridestream.topic_reader import count_records, read_events, read_records
     from ridestream.topics import dead_letter_topic
 
+    kafka = settings.kafka
+    updates = topics.models_updates
     run = RunEvents(
-        windows=read_events(settings, topics.drift_windows, DriftWindowClosed, timeout_s=timeout_s),
-        alerts=read_events(settings, topics.drift_alerts, DriftDetected, timeout_s=timeout_s),
-        promotions=read_events(settings, topics.models_updates, ModelPromoted, timeout_s=timeout_s),
-        rejections=read_events(settings, topics.models_updates, ModelRejected, timeout_s=timeout_s),
+        windows=read_events(kafka, topics.drift_windows, DriftWindowClosed, timeout_s=timeout_s),
+        alerts=read_events(kafka, topics.drift_alerts, DriftDetected, timeout_s=timeout_s),
+        promotions=read_events(kafka, updates, ModelPromoted, timeout_s=timeout_s),
+        rejections=read_events(kafka, updates, ModelRejected, timeout_s=timeout_s),
     )
     per_second: Counter[datetime] = Counter()
-    for record in read_records(settings, topics.rides_predictions, timeout_s=timeout_s):
-        produced_at = DurationPredicted.model_validate_json(record.value).produced_at
-        per_second[produced_at.replace(microsecond=0, tzinfo=None)] += 1
+    version_of: dict[str, str] = {}
+    for record in read_records(kafka, topics.rides_predictions, timeout_s=timeout_s):
+        prediction = DurationPredicted.model_validate_json(record.value)
+        per_second[prediction.produced_at.replace(microsecond=0, tzinfo=None)] += 1
+        version_of[prediction.ride_id] = prediction.model_version
     run.predictions_per_second = dict(per_second)
     run.counts = {
-        "rides requested": count_records(settings, topics.rides_requested),
-        "rides completed": count_records(settings, topics.rides_completed),
+        "rides requested": count_records(kafka, topics.rides_requested),
+        "rides completed": count_records(kafka, topics.rides_completed),
         "predictions": sum(per_second.values()),
         "windows": len(run.windows),
         "alerts": len(run.alerts),
-        "promotions": len(run.promotions),
+        "promotions": sum(1 for p in run.promotions if p.previous_version is not None),
         "rejections": len(run.rejections),
-        "dead letters": sum(
-            count_records(settings, dead_letter_topic(name)) for name in topics.all()
-        ),
+        "dead letters": sum(count_records(kafka, dead_letter_topic(name)) for name in topics.all()),
     }
+    if score_models and any(p.previous_version for p in run.promotions):
+        completed = read_events(kafka, topics.rides_completed, RideCompleted, timeout_s=timeout_s)
+        run.switch_scores = score_switches(settings, run.promotions, completed, version_of)
     return run
+
+
+def score_switches(
+    settings: Settings,
+    promotions: Sequence[ModelPromoted],
+    completed: Sequence[RideCompleted],
+    version_of: dict[str, str],
+) -> list[SwitchScore]:
+    """For each promotion, the new and the replaced model (loaded from the registry) on the
+    labelled rides the new model predicted: a fair before/after on the same rides."""
+    from ridestream.features import TARGET, is_labelled, rides_frame
+    from ridestream.model import predict, score
+    from ridestream.registry import ModelRegistry
+
+    registry = ModelRegistry(settings.mlflow)
+    scores = []
+    for promotion in sorted(promotions, key=lambda p: p.event_time):
+        if promotion.previous_version is None:
+            continue
+        rides = rides_frame(c for c in completed if version_of.get(c.ride_id) == promotion.version)
+        rides = rides[is_labelled(rides[TARGET])]
+        if rides.empty:
+            continue
+        truth = rides[TARGET].to_numpy()
+        new = predict(registry.load_model(promotion.version), rides)
+        old = predict(registry.load_model(promotion.previous_version), rides)
+        scores.append(
+            SwitchScore(
+                previous_version=promotion.previous_version,
+                version=promotion.version,
+                rides=len(rides),
+                rmse_previous=score(truth, old)["rmse"],
+                rmse_new=score(truth, new)["rmse"],
+            )
+        )
+    return scores
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -255,11 +326,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=Path("reports/report.html"), help="output file")
     parser.add_argument("--title", default="ridestream run", help="page title")
+    parser.add_argument(
+        "--no-models",
+        action="store_true",
+        help="skip scoring each switch's two models on the same rides (needs the MLflow store)",
+    )
     args = parser.parse_args(argv)
     settings = Settings()
     topics = Topics(settings.topic_prefix if args.topic_prefix is None else args.topic_prefix)
     try:
-        run = read_run(settings.kafka, topics)
+        run = read_run(settings, topics, score_models=not args.no_models)
     except KafkaError as error:  # broker unreachable and the like: one line, no trace
         print(f"ridestream report: cannot read the topics: {error}", file=sys.stderr)
         return 1
