@@ -306,13 +306,13 @@ def run(
     topics = settings.topics
     names = (topics.rides_requested, topics.rides_completed)
     knobs = settings.producer
-    # The producer first: it fails fast (bootstrap_timeout_ms) when no broker answers.
+    # The producer first: it fails fast (RIDESTREAM_KAFKA__BOOTSTRAP_TIMEOUT_MS) when no broker
+    # answers.
     producer = build_producer(
         settings.kafka,
         linger_ms=knobs.linger_ms,
         batch_size=knobs.batch_size,
         compression_type=knobs.compression_type,
-        bootstrap_timeout_ms=knobs.bootstrap_timeout_ms,
     )
     try:
         create_topics(settings.kafka, names, partitions=settings.broker.partitions)

@@ -23,8 +23,6 @@ class ProducerOptions(BaseModel):
     linger_ms: int = Field(default=5, ge=0)
     batch_size: int = Field(default=262_144, gt=0)
     compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = None
-    # How long to wait for a first broker answer before giving up (exit 1).
-    bootstrap_timeout_ms: int = Field(default=10_000, gt=0)
     # Append records straight to kafka-python's accumulator (~1.5x send(); see KafkaSink).
     direct_append: bool = True
     # kafka-python 3 has no buffer.memory: the replay waits when this many events are unacked,

@@ -104,7 +104,7 @@ def test_the_replay_command_through_plain_send_exits_zero_with_a_summary(
 def test_a_broker_that_does_not_answer_fails_the_replay_in_one_line(
     january: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("RIDESTREAM_PRODUCER__BOOTSTRAP_TIMEOUT_MS", "1000")
+    monkeypatch.setenv("RIDESTREAM_KAFKA__BOOTSTRAP_TIMEOUT_MS", "1000")
     code = main(["--files", str(january), "--limit", "10", "--bootstrap-servers", "127.0.0.1:9"])
 
     err = capsys.readouterr().err.strip().splitlines()
