@@ -81,7 +81,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--slice", help="time slices that count windows are assembled from (default: 1h)"
     )
     parser.add_argument("--lateness", help="allowed lateness of events (default: 2h)")
-    parser.add_argument("--group", help="consumer group (default: monitor)")
+    parser.add_argument(
+        "--group-id", help="consumer group (RIDESTREAM_MONITOR__GROUP_ID, default: monitor)"
+    )
     parser.add_argument("--topic-prefix", help="prefix of every topic name (default: none)")
     parser.add_argument("--reports-dir", help="where Evidently snapshots (JSON) are written")
     parser.add_argument("--html", action="store_true", help="also save each snapshot as HTML")
@@ -106,7 +108,7 @@ def settings_from(args: argparse.Namespace) -> MonitorSettings:
         "window_rides": args.window_rides,
         "slice": args.slice,
         "lateness": args.lateness,
-        "group_id": args.group,
+        "group_id": args.group_id,
         "reports_dir": args.reports_dir,
         "workspace": args.workspace,
         "drift_share_threshold": args.drift_share,
