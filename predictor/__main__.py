@@ -23,6 +23,7 @@ from predictor.stats import ThroughputLog
 from predictor.swap import ModelHolder, ModelWatcher
 from ridestream.events import RideRequested
 from ridestream.kafka import (
+    BatchStats,
     LoopStats,
     StreamLoop,
     build_consumer,
@@ -30,6 +31,7 @@ from ridestream.kafka import (
     create_topics,
     stop_on_signals,
 )
+from ridestream.metrics import batch_recorder, default_metrics
 from ridestream.observability import configure_logging, serve_metrics
 from ridestream.registry import ModelRegistry
 from ridestream.topics import dead_letter_topic
@@ -162,6 +164,19 @@ def run(
     report = ThroughputLog(
         options.log_interval_s, lambda: holder.serving.version, lambda: consumer_lag(consumer)
     )
+    metrics = default_metrics()
+
+    def on_batch(stats: BatchStats) -> None:
+        metrics.set_model_version(SERVICE, holder.serving.version)
+        report(stats)
+
+    record = batch_recorder(
+        SERVICE,
+        topic_in=topics.rides_requested,
+        topic_out=topics.rides_predictions,
+        consumer=consumer,
+        then=on_batch,
+    )
     log.info(
         "predicting %s -> %s as group %r%s",
         topics.rides_requested,
@@ -173,7 +188,7 @@ def run(
     if ready is not None:
         ready.set()
     try:
-        return loop.run(batch_handler(holder.current, topics.rides_predictions), stop, report)
+        return loop.run(batch_handler(holder.current, topics.rides_predictions), stop, record)
     finally:
         watcher.stop()
         updates.close()

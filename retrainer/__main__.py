@@ -45,7 +45,7 @@ from retrainer.promotion import announce_missing_promotion, latest_promotion
 from retrainer.retrain import RetrainOutcome, retrain
 from retrainer.settings import RetrainerSettings
 from retrainer.trigger import AlertCoalescer, PendingAlert
-from ridestream.events import DriftDetected, Event, ModelPromoted, RideCompleted
+from ridestream.events import DriftDetected, Event, ModelPromoted, ModelRejected, RideCompleted
 from ridestream.features import DROPOFF_TIME, rides_frame
 from ridestream.kafka import (
     Outgoing,
@@ -57,7 +57,8 @@ from ridestream.kafka import (
     send_all,
     stop_on_signals,
 )
-from ridestream.observability import configure_logging
+from ridestream.metrics import default_metrics
+from ridestream.observability import configure_logging, serve_metrics
 from ridestream.registry import ModelRegistry
 from ridestream.topics import dead_letter_topic
 
@@ -169,6 +170,7 @@ class Retrainer:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrain")
         self.running: Future[RetrainOutcome] | None = None
         self.outcomes: list[RetrainOutcome] = []
+        self.metrics = default_metrics()
 
         rides_consumer = build_consumer(kafka, group_id=None)
         rides_topic = self.topics.rides_completed
@@ -191,6 +193,11 @@ class Retrainer:
     def publish(self, event: Event) -> None:
         """Publish a model event on models.updates, flushed (called from the worker thread)."""
         send_all(self.producer, [Outgoing.of(self.topics.models_updates, event)])
+        if isinstance(event, ModelPromoted):
+            self.metrics.record_promotion(SERVICE, event)
+            self.metrics.set_model_version(SERVICE, event.version)
+        elif isinstance(event, ModelRejected):
+            self.metrics.record_rejection(SERVICE, event)
 
     def handle_rides(self, batch: list[Received]) -> list[Outgoing]:
         """Completed rides go into the buffer; nothing is produced."""
@@ -243,8 +250,14 @@ class Retrainer:
     def step(self) -> None:
         """One turn of the poll thread: rides, alerts, then the worker's state."""
         assert self.alerts_loop is not None
-        self.rides_loop.run_once(self.handle_rides)
-        self.alerts_loop.run_once(self.handle_alerts)
+        for loop, handle, topic in (
+            (self.rides_loop, self.handle_rides, self.topics.rides_completed),
+            (self.alerts_loop, self.handle_alerts, self.topics.drift_alerts),
+        ):
+            stats = loop.run_once(handle)
+            if stats.polled:
+                self.metrics.record_batch(SERVICE, stats, topic_in=topic)
+                self.metrics.record_consumer_lag(SERVICE, loop.consumer)
         if self.running is not None and self.running.done():
             self._finish()
         if self.running is None and self.coalescer.pending and self._rides_caught_up():
@@ -269,6 +282,7 @@ class Retrainer:
         self.running = self.executor.submit(
             retrain, self.settings.mlflow, self.options, snapshot, ids, self.publish
         )
+        self.metrics.record_retrain(SERVICE)
 
     def _finish(self) -> None:
         assert self.running is not None and self.alerts_loop is not None
@@ -285,6 +299,9 @@ class Retrainer:
     def start(self, stop: threading.Event) -> None:
         """Announce a missing promotion, rebuild the buffer, then assign the alert partitions."""
         self.announce_missing_promotion()
+        champion = self.registry.champion()
+        if champion is not None:
+            self.metrics.set_model_version(SERVICE, champion.version)
         self.catch_up(stop)
         # Assigned, not subscribed: the group only stores the committed offsets, so a restart
         # after a kill resumes at once instead of waiting out the dead member's session.
@@ -356,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         settings.retrainer = settings.retrainer.model_copy(update={"margin": args.margin})
     configure_logging(settings.log_level)
+    serve_metrics(settings.metrics_port, settings.metrics_host)
     stop = threading.Event()
     stop_on_signals(stop)
     try:

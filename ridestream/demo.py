@@ -299,8 +299,9 @@ def run_demo(args: argparse.Namespace) -> int:
         )
         processes.running["replay"] = replay
         deadline = began + args.timeout_s
+        progress = ProgressLine(began)
         while replay.poll() is None:
-            _progress(watcher.tally, began)
+            progress.show(watcher.tally)
             _check_services(processes, deadline)
             time.sleep(2)
         replay_output = replay.stdout.read().decode() if replay.stdout else ""
@@ -309,7 +310,7 @@ def run_demo(args: argparse.Namespace) -> int:
             raise DemoError(f"replay failed:\n{replay_output[-2000:]}")
         print("\nreplay finished:\n  " + "\n  ".join(replay_output.strip().splitlines()[-6:]))
         while time.monotonic() - watcher.tally.last_change < args.settle_s:
-            _progress(watcher.tally, began)
+            progress.show(watcher.tally)
             _check_services(processes, deadline)
             time.sleep(2)
         print()
@@ -337,19 +338,27 @@ def _check_services(processes: Processes, deadline: float) -> None:
         raise DemoError("timed out (see --timeout-s)")
 
 
-def _progress(tally: Tally, began: float) -> None:
-    """One status line: redrawn in place on a terminal, every 10 s into a log."""
-    elapsed = time.monotonic() - began
-    interactive = sys.stdout.isatty()
-    if not interactive and int(elapsed) % 10 > 1:
-        return
-    when = f"{tally.event_time:%Y-%m-%d %H:%M}" if tally.event_time else "-"
-    line = (
-        f"[{elapsed:5.0f}s] predicted {tally.predictions:,} | event time {when} | "
-        f"windows {tally.windows} | alerts {tally.alerts} | retrains "
-        f"{tally.promotions + tally.rejections} | champion v{tally.champion or '1'}"
-    )
-    print(f"\r{line}   " if interactive else line, end="" if interactive else "\n", flush=True)
+@dataclass
+class ProgressLine:
+    """One status line: redrawn in place on a terminal, every `log_every_s` into a log file."""
+
+    began: float = field(default_factory=time.monotonic)
+    log_every_s: float = 10.0
+    _last: float = 0.0
+
+    def show(self, tally: Tally) -> None:
+        now = time.monotonic()
+        interactive = sys.stdout.isatty()
+        if not interactive and now - self._last < self.log_every_s:
+            return
+        self._last = now
+        when = f"{tally.event_time:%Y-%m-%d %H:%M}" if tally.event_time else "-"
+        line = (
+            f"[{now - self.began:5.0f}s] predicted {tally.predictions:,} | event time {when} | "
+            f"windows {tally.windows} | alerts {tally.alerts} | retrains "
+            f"{tally.promotions + tally.rejections} | champion v{tally.champion or '1'}"
+        )
+        print(f"\r{line}   " if interactive else line, end="" if interactive else "\n", flush=True)
 
 
 def summary_lines(run: RunEvents) -> list[str]:

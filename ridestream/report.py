@@ -11,10 +11,12 @@ import argparse
 import html
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 from kafka.errors import KafkaError
 
@@ -31,6 +33,7 @@ from ridestream.settings import Settings
 from ridestream.topics import Topics
 
 PLOT_IDS = ("plot-rmse", "plot-drift", "plot-throughput")
+MIN_PLOTTED_RIDES = 200
 
 
 @dataclass
@@ -117,27 +120,29 @@ def build_report(run: RunEvents, title: str = "ridestream run") -> str:
     import plotly.graph_objects as go
     from plotly.offline import get_plotlyjs
 
-    windows = sorted(run.windows, key=lambda w: w.window_start)
-    starts = [w.window_start for w in windows]
+    # Windows of a few stray rides (years off their month) would only draw spikes.
+    windows = sorted(
+        (w for w in run.windows if w.rides >= MIN_PLOTTED_RIDES), key=lambda w: w.window_start
+    )
     switches = model_switches(run)
     alert_starts = sorted({a.window_start for a in run.alerts})
 
     rmse = go.Figure()
     rmse.add_scatter(
-        x=starts, y=[w.quality.rmse for w in windows], mode="lines+markers", name="window RMSE"
+        **_series(windows, lambda w: w.quality.rmse), mode="lines+markers", name="window RMSE"
     )
-    rmse.add_scatter(x=starts, y=[w.quality.mae for w in windows], mode="lines", name="window MAE")
+    rmse.add_scatter(**_series(windows, lambda w: w.quality.mae), mode="lines", name="window MAE")
     drift = go.Figure()
     drift.add_scatter(
-        x=starts, y=[w.drifted_share for w in windows], mode="lines+markers", name="drifted share"
+        **_series(windows, lambda w: w.drifted_share), mode="lines+markers", name="drifted share"
     )
     drift.add_scatter(
-        x=starts,
-        y=[w.prediction_drift.score if w.prediction_drift else None for w in windows],
+        **_series(windows, lambda w: w.prediction_drift.score if w.prediction_drift else None),
         mode="lines",
         name="prediction drift score",
     )
     for figure in (rmse, drift):
+        figure.update_xaxes(rangebreaks=_gaps(windows))
         for start in alert_starts:
             figure.add_vline(x=start, line_color="crimson", line_dash="dot")
         for switch in switches:
@@ -184,7 +189,7 @@ def build_report(run: RunEvents, title: str = "ridestream run") -> str:
     return _PAGE.format(
         title=html.escape(title),
         plotly=get_plotlyjs(),
-        counts=_table(["what", "count"], sorted(run.counts.items())),
+        counts=_table(["what", "count"], [(k, f"{v:,}") for k, v in run.counts.items()]),
         switches=_table(
             ["model", "replaced", "first window", "mean RMSE before", "mean RMSE after"],
             switch_rows,
@@ -196,6 +201,30 @@ def build_report(run: RunEvents, title: str = "ridestream run") -> str:
         alerts=_table(["window", "rules"], alert_rows),
         plots=plots,
     )
+
+
+def _series(
+    windows: Sequence[DriftWindowClosed], value: Callable[[DriftWindowClosed], float | None]
+) -> dict[str, list[Any]]:
+    """x/y of a per-window line, broken (a None) where the replay jumped over a stretch of time."""
+    xs: list[Any] = []
+    ys: list[Any] = []
+    for previous, window in zip([None, *windows], windows, strict=False):
+        if previous is not None and window.window_start > previous.event_time:
+            xs.append(previous.event_time)
+            ys.append(None)
+        xs.append(window.window_start)
+        ys.append(value(window))
+    return {"x": xs, "y": ys}
+
+
+def _gaps(windows: Sequence[DriftWindowClosed]) -> list[dict[str, Any]]:
+    """Plotly range breaks for the stretches of event time the replay skipped (over a week)."""
+    return [
+        {"bounds": [previous.event_time, window.window_start]}
+        for previous, window in pairwise(windows)
+        if window.window_start - previous.event_time > timedelta(days=7)
+    ]
 
 
 def _score_row(x: SwitchScore) -> tuple[str, ...]:
