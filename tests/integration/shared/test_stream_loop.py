@@ -178,9 +178,9 @@ def test_a_consumer_killed_before_committing_gets_its_batch_again(
     rides = [ride(n) for n in range(50)]
     produce(kafka_settings, source, [(r.key.encode(), encode(r)) for r in rides])
 
+    arguments = [kafka_settings.bootstrap_servers, source, sink, group_id]
     crashed = subprocess.run(
-        [sys.executable, "-c", CRASH_BEFORE_COMMIT, kafka_settings.bootstrap_servers, source, sink,
-         group_id],
+        [sys.executable, "-c", CRASH_BEFORE_COMMIT, *arguments],
         timeout=60,
         capture_output=True,
     )
