@@ -9,6 +9,7 @@ accepts (1 to 60 minutes, `is_labelled`).
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
@@ -98,7 +99,7 @@ class ZoneTargetEncoder(TargetEncoder):
         return state
 
 
-def _linear_records(features: pd.DataFrame) -> list[dict[str, Any]]:
+def _linear_records(features: pd.DataFrame) -> list[dict[Hashable, Any]]:
     """The course's dict rows: the zone pair as a category, the distance as a number."""
     return features[list(LINEAR_COLUMNS)].to_dict(orient="records")
 
