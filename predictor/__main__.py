@@ -16,11 +16,14 @@ import threading
 from typing import Any
 
 from kafka import TopicPartition
+from kafka.errors import KafkaError
+from pydantic import ValidationError
 
 from predictor.predict import ServingModel, batch_handler
 from predictor.settings import PredictorSettings
 from predictor.stats import ThroughputLog
 from predictor.swap import ModelHolder, ModelWatcher
+from ridestream.cli import CommandParser
 from ridestream.events import RideRequested
 from ridestream.kafka import (
     BatchStats,
@@ -29,11 +32,13 @@ from ridestream.kafka import (
     build_consumer,
     build_producer,
     create_topics,
+    explain_connection_error,
     stop_on_signals,
 )
 from ridestream.metrics import batch_recorder, default_metrics
 from ridestream.observability import configure_logging, serve_metrics
 from ridestream.registry import ModelRegistry
+from ridestream.settings import settings_error
 from ridestream.topics import dead_letter_topic
 
 log = logging.getLogger("predictor")
@@ -197,7 +202,7 @@ def run(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="ridestream predictor",
         description=(
             "Predict ride durations: consume rides.requested, produce one DurationPredicted per "
@@ -222,7 +227,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the predictor until SIGTERM/SIGINT; returns the exit code."""
     args = _parser().parse_args(argv)
-    settings = PredictorSettings()
+    try:
+        settings = PredictorSettings()
+    except ValidationError as error:  # a bad RIDESTREAM_* variable: one line, no trace
+        print(f"ridestream predictor: {settings_error(error)}", file=sys.stderr)
+        return 2
     updates: dict[str, Any] = {}
     if args.exactly_once:
         updates["exactly_once"] = True
@@ -238,7 +247,14 @@ def main(argv: list[str] | None = None) -> int:
     serve_metrics(settings.metrics_port, settings.metrics_host)
     stop = threading.Event()
     stop_on_signals(stop)
-    stats = run(settings, stop)
+    try:
+        stats = run(settings, stop)
+    except KafkaError as error:  # the client retried already: exit, a supervisor restarts us
+        print(
+            f"ridestream predictor: {explain_connection_error(error, settings.kafka)}",
+            file=sys.stderr,
+        )
+        return 1
     if stats is not None:
         log.info(
             "stopped: %d rides in %d batches, %d dead letters",

@@ -35,6 +35,7 @@ from producer.replay import (
     replay,
 )
 from producer.settings import ProducerSettings
+from ridestream.cli import CommandParser
 from ridestream.kafka import build_producer, create_topics, stop_on_signals
 from ridestream.trips import (
     NotATripFileError,
@@ -189,14 +190,9 @@ def _positive_int(text: str) -> int:
     return value
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # one line, no usage block
-        self.exit(2, f"{self.prog}: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The `ridestream replay` command line."""
-    parser = _Parser(
+    parser = CommandParser(
         prog="ridestream replay",
         description=(
             "Replay NYC TLC trip files into Kafka: each trip becomes RideRequested at pickup "

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from producer.settings import ProducerSettings
+from ridestream.cli import CommandParser
 from ridestream.trips import NotATripFileError, count_rows, month_path, trip_file_color
 
 TLC_BASE_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
@@ -171,20 +172,17 @@ def _month(text: str) -> str:
     return text
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # one line, no usage block
-        self.exit(2, f"{self.prog}: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The `ridestream data` command line."""
-    parser = _Parser(
+    parser = CommandParser(
         prog="ridestream data",
         description="Fetch and list NYC TLC trip record files in the data dir.",
         epilog="The data dir is RIDESTREAM_DATA_DIR (default ./data) unless --data-dir is given.",
     )
     parser.add_argument("--data-dir", type=Path, help="overrides RIDESTREAM_DATA_DIR")
-    commands = parser.add_subparsers(dest="command", metavar="{fetch,list}", parser_class=_Parser)
+    commands = parser.add_subparsers(
+        dest="command", metavar="{fetch,list}", parser_class=CommandParser
+    )
     fetch_parser = commands.add_parser(
         "fetch",
         help="download monthly TLC files (skips those already there)",

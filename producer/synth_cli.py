@@ -19,15 +19,11 @@ import pyarrow.parquet as pq
 
 from producer.settings import ProducerSettings
 from producer.synth import GREEN_SCHEMA, SynthOptions, fit, generate
+from ridestream.cli import CommandParser
 from ridestream.trips import NotATripFileError, iter_trip_batches, month_path
 
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 ROW_GROUP_ROWS = 65_536
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # one line, no usage block
-        self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
 def _positive(kind: type) -> Any:
@@ -62,7 +58,7 @@ def _date(text: str) -> datetime:
 
 def build_parser() -> argparse.ArgumentParser:
     """The `ridestream synth` command line."""
-    parser = _Parser(
+    parser = CommandParser(
         prog="ridestream synth",
         description=(
             "Write N realistic green-schema trips: zone pairs, distances and durations are "

@@ -45,6 +45,7 @@ from retrainer.promotion import announce_missing_promotion, latest_promotion
 from retrainer.retrain import RetrainOutcome, retrain
 from retrainer.settings import RetrainerSettings
 from retrainer.trigger import AlertCoalescer, PendingAlert
+from ridestream.cli import CommandParser
 from ridestream.events import DriftDetected, Event, ModelPromoted, ModelRejected, RideCompleted
 from ridestream.features import DROPOFF_TIME, rides_frame
 from ridestream.kafka import (
@@ -54,6 +55,7 @@ from ridestream.kafka import (
     build_consumer,
     build_producer,
     create_topics,
+    explain_connection_error,
     send_all,
     stop_on_signals,
 )
@@ -68,14 +70,9 @@ SERVICE = "retrainer"
 READ_TOPIC_TIMEOUT_S = 30.0
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # one line, no usage block
-        self.exit(2, f"{self.prog}: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The `ridestream retrainer` command line."""
-    parser = _Parser(
+    parser = CommandParser(
         prog="ridestream retrainer",
         description=(
             "Keep a buffer of recent labelled rides from rides.completed; on every DriftDetected "
@@ -381,7 +378,10 @@ def main(argv: list[str] | None = None) -> int:
     except (KafkaError, TimeoutError) as error:
         # Transient: the client already retried; exit non-zero so a supervisor restarts us
         # (uncommitted alerts are delivered again, the buffer is rebuilt from the topic).
-        log.error("giving up on Kafka at %s: %s", settings.kafka.bootstrap_servers, error)
+        print(
+            f"ridestream retrainer: {explain_connection_error(error, settings.kafka)}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -17,17 +17,13 @@ from typing import Any
 
 from retrainer.promotion import Reason, promote_and_announce
 from retrainer.settings import RetrainerSettings
+from ridestream.cli import CommandParser
 from ridestream.events import Event
 from ridestream.kafka import Outgoing, build_producer, create_topics, send_all
 from ridestream.observability import configure_logging
 from ridestream.registry import CHAMPION, PREVIOUS, ModelInfo, ModelNotFoundError, ModelRegistry
 
 PUBLISH_TIMEOUT_S = 15.0
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # one line, no usage block
-        self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -107,7 +103,7 @@ def models_table(infos: list[ModelInfo]) -> str:
 
 def list_main(argv: list[str]) -> int:
     """Run `ridestream models`: list the registered versions with aliases and metrics."""
-    parser = _Parser(
+    parser = CommandParser(
         prog="ridestream models",
         description="List the versions of the registered model (RIDESTREAM_MLFLOW__MODEL_NAME) "
         "with their aliases (champion, previous, challenger), metrics and lineage tags.",
@@ -175,7 +171,7 @@ def _move(settings: RetrainerSettings, version: str, reason: Reason, prog: str) 
 
 def promote_main(argv: list[str]) -> int:
     """Run `ridestream promote VERSION`: make VERSION champion and publish ModelPromoted."""
-    parser = _Parser(
+    parser = CommandParser(
         prog="ridestream promote",
         description="Make a model version champion (the replaced one becomes `previous`) and "
         "publish ModelPromoted (reason manual) on models.updates, so predictors swap to it.",
@@ -203,7 +199,7 @@ def promote_main(argv: list[str]) -> int:
 
 def rollback_main(argv: list[str]) -> int:
     """Run `ridestream rollback`: champion ← previous, and publish ModelPromoted (rollback)."""
-    parser = _Parser(
+    parser = CommandParser(
         prog="ridestream rollback",
         description="Restore the previous champion (alias `previous`); the current champion "
         "becomes `previous`, so a second rollback undoes the first. Publishes ModelPromoted "

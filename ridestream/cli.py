@@ -7,10 +7,22 @@ shared package imports nothing from the services at import time.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NoReturn
+
+
+class CommandParser(argparse.ArgumentParser):
+    """The parser of every `ridestream` command: a bad argument is one line, exit 2.
+
+    argparse's own error prints the usage block first; a user wants what was wrong.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from ridestream import kafka_broker
+from ridestream.cli import CommandParser
 from ridestream.events import DurationPredicted, ModelPromoted, ModelRejected
 from ridestream.kafka import create_topics
 from ridestream.report import RunEvents, build_report, model_switches, read_run
@@ -161,7 +162,7 @@ class Processes:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="ridestream demo",
         description="Run the whole loop on real NYC TLC data: local Kafka, SQLite MLflow, a "
         "first champion, the predictor, monitor and retrainer as separate processes, a "

@@ -7,7 +7,6 @@ HTML out); `ridestream report` reads the events of any run from its topics.
 
 from __future__ import annotations
 
-import argparse
 import html
 import sys
 from collections import Counter
@@ -20,6 +19,7 @@ from typing import Any
 
 from kafka.errors import KafkaError
 
+from ridestream.cli import CommandParser
 from ridestream.events import (
     DriftDetected,
     DriftWindowClosed,
@@ -344,7 +344,7 @@ def score_switches(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`ridestream report`: build the HTML report of a run from its topics."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="ridestream report",
         description="Build a self-contained HTML report (window RMSE, drift, alerts, model "
         "switches, throughput) from the topics of a run. Reads the broker in "

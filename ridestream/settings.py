@@ -11,7 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ridestream.topics import Topics
@@ -99,6 +106,14 @@ class BrokerSettings(BaseModel):
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
+
+
+def settings_error(error: ValidationError) -> str:
+    """One line for settings that do not validate, naming each variable and what is wrong."""
+    return "; ".join(
+        f"RIDESTREAM_{'__'.join(str(part) for part in e['loc']).upper()}: {e['msg']}"
+        for e in error.errors()
+    )
 
 
 class Settings(BaseSettings):

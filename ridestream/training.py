@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ridestream.cli import CommandParser
 from ridestream.features import FEATURES, PICKUP_TIME, PREDICTION, TARGET, build_features
 from ridestream.model import (
     DEFAULT_KIND,
@@ -182,7 +183,7 @@ def train_and_register(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="ridestream train",
         description=(
             "Train a ride-duration model on TLC trip files, score it on a validation month, "

@@ -9,6 +9,7 @@ import sys
 from pydantic import ValidationError
 
 from ridestream import kafka_broker
+from ridestream.cli import CommandParser
 from ridestream.kafka_broker import BrokerError, BrokerStatus
 from ridestream.settings import Settings
 
@@ -28,7 +29,7 @@ settings (environment):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `ridestream broker`."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="ridestream broker",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
