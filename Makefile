@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Real TLC files: ../shared/data beside the checkout when present (dev and CI), else ./data
 # (fill it with `ridestream data fetch`).
-DATA_DIR ?= $(if $(wildcard ../shared/data/*.parquet),../shared/data,data)
+DATA_DIR ?= $(abspath $(if $(wildcard ../shared/data/*.parquet),../shared/data,data))
 export RIDESTREAM_DATA_DIR ?= $(DATA_DIR)
 export RIDESTREAM_TEST_DATA_DIR ?= $(DATA_DIR)
 
