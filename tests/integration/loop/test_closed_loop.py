@@ -2,9 +2,9 @@
 MLflow store. Asserts on topics and the registry only.
 
 A champion trained on green 2021-01 meets a stream of normal traffic followed by a slowdown
-(trips take 1.5x longer): an alert fires, a challenger is trained and promoted, predictions switch
-to the new version without a ride lost, and on the drifted rides after the switch the new model
-beats the old one on the same rides.
+(trips take 1.5x longer) and then a real week a year later (green 2022-06): alerts fire, a
+challenger is trained and promoted, predictions switch to the new version without a ride lost,
+and on the drifted rides after the switch the new model beats the old one on the same rides.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ NORMAL_RIDES, DRIFTED_RIDES = 20_000, 36_000  # about 8 and 14 days at January's
 # while the drifted stream still flows.
 SPEED = 40_000
 DRIFT_STARTS = datetime(2021, 3, 9)
+REAL_MONTH, REAL_START, REAL_END = "2022-06", "2022-06-01", "2022-06-08"
 TIMEOUT_S = 240
 
 
@@ -200,9 +201,21 @@ def test_drift_triggers_a_retrain_that_the_predictors_switch_to_without_losing_a
             timeout=TIMEOUT_S,
         )
         assert replay.returncode == 0, replay.stderr[-2000:]
+        # Then a real later week: a year on, zones and trips have moved.
+        real_args = ["--months", REAL_MONTH, "--data-dir", str(DATA_DIR), "--start", REAL_START]
+        real_args += ["--end", REAL_END, "--speed", str(SPEED), "--no-progress"]
+        real = subprocess.run(
+            [sys.executable, "-m", "producer", *real_args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+        )
+        assert real.returncode == 0, real.stderr[-2000:]
 
         requested = read_events(kafka_settings, topics.rides_requested, RideRequested)
-        assert len(requested) == NORMAL_RIDES + DRIFTED_RIDES
+        real_rides = len(requested) - NORMAL_RIDES - DRIFTED_RIDES
+        assert real_rides > 10_000  # a week of green 2022-06
 
         def all_predicted() -> bool:
             return len(
@@ -222,6 +235,7 @@ def test_drift_triggers_a_retrain_that_the_predictors_switch_to_without_losing_a
     alerts = read_events(kafka_settings, topics.drift_alerts, DriftDetected)
     slowdown = [a for a in alerts if a.window_start >= DRIFT_STARTS]
     assert any(r.rule == "quality" for a in slowdown for r in a.rules), "the slowdown went unseen"
+    assert any(a.window_start.year == 2022 for a in alerts), "the real shift went unseen"
 
     # The retrainer announces the champion it found at start ("initial"); after that, every
     # promotion answers an alert, the first one replacing the champion trained on January.
