@@ -15,6 +15,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from kafka.errors import KafkaError
+
 from retrainer.promotion import Reason, promote_and_announce
 from retrainer.settings import RetrainerSettings
 from ridestream.cli import CommandParser
@@ -135,10 +137,12 @@ def _publisher(settings: RetrainerSettings) -> Any:
 
 
 def _move(settings: RetrainerSettings, version: str, reason: Reason, prog: str) -> int:
+    from mlflow.exceptions import MlflowException
+
     registry = ModelRegistry(settings.mlflow)
     try:
         producer, publish = _publisher(settings)
-    except Exception as error:  # broker down: refuse before touching the registry
+    except KafkaError as error:  # broker down: refuse before touching the registry
         print(
             f"{prog}: cannot reach Kafka at {settings.kafka.bootstrap_servers}: "
             f"{' '.join(str(error).split()) or type(error).__name__}",
@@ -147,7 +151,7 @@ def _move(settings: RetrainerSettings, version: str, reason: Reason, prog: str) 
         return 1
     try:
         event = promote_and_announce(registry, version, reason, publish)
-    except Exception as error:
+    except (KafkaError, MlflowException, OSError) as error:  # a store or broker fault, not a bug
         moved = (champion := registry.champion()) is not None and champion.version == version
         state = (
             "champion moved but ModelPromoted not published (the retrainer publishes it "
