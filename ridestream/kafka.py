@@ -305,9 +305,9 @@ def build_consumer(
         "auto_offset_reset": "earliest",
         "isolation_level": "read_committed" if exactly_once else "read_uncommitted",
         "max_partition_fetch_bytes": max(settings.max_message_bytes, 1_048_576),
-        # A consumer that subscribes right after its topics were created may see no partition
-        # metadata yet; refresh within seconds, not kafka-python's default of 5 minutes.
-        "metadata_max_age_ms": 30_000,
+        # A consumer that joins its group before the metadata of a new topic reached it is
+        # assigned nothing until its next metadata refresh: seconds, not kafka-python's 5 min.
+        "metadata_max_age_ms": 5_000,
         **overrides,
     }
     consumer = KafkaConsumer(**config)
@@ -356,9 +356,27 @@ def create_topics(
         # Created meanwhile by another service: that is what we wanted.
         with contextlib.suppress(TopicAlreadyExistsError):
             admin.create_topics(new)
+        _wait_for_leaders(admin, wanted, timeout_s=10.0)
         return wanted
     finally:
         admin.close()
+
+
+def _wait_for_leaders(admin: KafkaAdminClient, names: list[str], timeout_s: float) -> None:
+    """Return once every partition of `names` has a leader (or after `timeout_s`), so that a
+    consumer subscribing next finds them in its first metadata and is assigned partitions."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        described = admin.describe_topics(names)
+        if len(described) == len(names) and all(
+            topic["error_code"] == 0
+            and topic["partitions"]
+            and all(p["leader_id"] >= 0 for p in topic["partitions"])
+            for topic in described
+        ):
+            return
+        time.sleep(0.1)
+    log.warning("topics %s have no leader after %.0f s", ", ".join(names), timeout_s)
 
 
 def stop_on_signals(stop: threading.Event) -> None:
