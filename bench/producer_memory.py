@@ -12,16 +12,13 @@ reported too. Prints a table; asserts nothing.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import kafka
@@ -30,32 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ridestream import kafka_broker  # noqa: E402
-from ridestream.settings import BrokerSettings  # noqa: E402
 
 DATA_DIR = Path(os.environ.get("RIDESTREAM_TEST_DATA_DIR", REPO.parent / "shared" / "data"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def broker(bootstrap: str | None) -> Iterator[str]:
-    """The given broker, or a local Apache Kafka started for the bench and stopped after."""
-    if bootstrap:
-        yield bootstrap
-        return
-    with tempfile.TemporaryDirectory(prefix="bench-kafka-") as folder:
-        settings = BrokerSettings(
-            port=_free_port(), controller_port=_free_port(), data_dir=Path(folder) / "kafka"
-        )
-        kafka_broker.start(settings)
-        try:
-            yield settings.bootstrap
-        finally:
-            kafka_broker.stop(settings)
 
 
 def _rss_mb(pid: int) -> float | None:
@@ -107,7 +80,7 @@ def main() -> int:
             stderr=subprocess.DEVNULL,
         )
         print(f"synthesised {args.rides:,} rides in {time.monotonic() - started:.1f} s: {path}")
-    with broker(args.bootstrap) as bootstrap:
+    with kafka_broker.temporary_broker(args.bootstrap) as bootstrap:
         env = {
             **os.environ,
             "RIDESTREAM_KAFKA__BOOTSTRAP_SERVERS": bootstrap,

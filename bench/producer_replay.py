@@ -16,17 +16,13 @@ Prints a table; asserts nothing.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
-import socket
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -53,29 +49,6 @@ from ridestream.settings import BrokerSettings, KafkaSettings  # noqa: E402
 from ridestream.trips import iter_trip_batches  # noqa: E402
 
 DATA_DIR = Path(os.environ.get("RIDESTREAM_TEST_DATA_DIR", REPO.parent / "shared" / "data"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def broker(bootstrap: str | None) -> Iterator[str]:
-    """The given broker, or a local Apache Kafka started for the bench and stopped after."""
-    if bootstrap:
-        yield bootstrap
-        return
-    with tempfile.TemporaryDirectory(prefix="bench-kafka-") as folder:
-        settings = BrokerSettings(
-            port=_free_port(), controller_port=_free_port(), data_dir=Path(folder) / "kafka"
-        )
-        kafka_broker.start(settings)
-        try:
-            yield settings.bootstrap
-        finally:
-            kafka_broker.stop(settings)
 
 
 def _settings(bootstrap: str, **producer: object) -> ProducerSettings:
@@ -248,7 +221,7 @@ def main() -> int:
         f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"kafka-python {kafka.__version__}, pydantic {pydantic.VERSION}, numpy {np.__version__}"
     )
-    with broker(args.bootstrap) as bootstrap:
+    with kafka_broker.temporary_broker(args.bootstrap) as bootstrap:
         print(f"broker: Apache Kafka at {bootstrap}")
         if args.only in (None, "throughput"):
             throughput(bootstrap, args.file, args.trials)

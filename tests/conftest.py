@@ -10,10 +10,8 @@ first source that works:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,18 +28,9 @@ STARTUP_TIMEOUT_S = 120.0  # a cold JVM on a busy 2-core CI runner
 _served_by = pytest.StashKey[str]()
 
 
-def free_ports(count: int) -> list[int]:
-    """`count` distinct TCP ports on 127.0.0.1 that were free a moment ago."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:  # all bound at once, so the ports differ
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-
-
 def local_broker_settings_in(data_dir: Path) -> BrokerSettings:
     """Settings for a local broker on free ports with its data in `data_dir`."""
-    port, controller_port = free_ports(2)
+    port, controller_port = kafka_broker.free_ports(2)
     return BrokerSettings(
         port=port,
         controller_port=controller_port,
@@ -137,7 +126,7 @@ def _container_broker(config: pytest.Config) -> Iterator[str]:
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
-    (host_port,) = free_ports(1)
+    (host_port,) = kafka_broker.free_ports(1)
     container = (
         DockerContainer(KAFKA_IMAGE)
         .with_envs(

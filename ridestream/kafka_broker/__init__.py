@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -378,6 +378,34 @@ def start(
         files.pid.unlink(missing_ok=True)
         raise
     return status(settings)
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports on 127.0.0.1 that were free a moment ago."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:  # all bound at once, so the ports differ
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+
+
+@contextlib.contextmanager
+def temporary_broker(bootstrap: str | None = None) -> Iterator[str]:
+    """Yield `bootstrap` when given, else a local Apache Kafka on free loopback ports with its
+    data in a temporary folder, stopped and removed afterwards (benchmarks, throwaway runs)."""
+    if bootstrap:
+        yield bootstrap
+        return
+    with tempfile.TemporaryDirectory(prefix="ridestream-kafka-") as folder:
+        port, controller_port = free_ports(2)
+        settings = BrokerSettings(
+            port=port, controller_port=controller_port, data_dir=Path(folder) / "kafka"
+        )
+        start(settings)
+        try:
+            yield settings.bootstrap
+        finally:
+            stop(settings)
 
 
 def stop(settings: BrokerSettings, timeout_s: float = _STOP_TIMEOUT_S) -> bool:

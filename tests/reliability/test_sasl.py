@@ -28,9 +28,10 @@ from ridestream.kafka import (
     create_topics,
     explain_connection_error,
 )
+from ridestream.kafka_broker import free_ports
 from ridestream.settings import KafkaSettings
 from ridestream.topics import Topics, dead_letter_topic
-from tests.conftest import free_ports, local_broker_settings_in
+from tests.conftest import local_broker_settings_in
 from tests.reliability.payloads import POISON_CORPUS, valid_ride
 from tests.reliability.topic_io import (
     METADATA_MAX_AGE_MS,

@@ -10,8 +10,8 @@ from kafka.errors import KafkaTimeoutError, SaslAuthenticationFailedError
 from pydantic import SecretStr
 
 from ridestream.kafka import explain_connection_error
+from ridestream.kafka_broker import free_ports
 from ridestream.settings import KafkaSettings, Settings
-from tests.conftest import free_ports
 
 pytestmark = pytest.mark.reliability
 

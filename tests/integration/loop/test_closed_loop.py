@@ -10,7 +10,6 @@ and on the drifted rides after the switch the new model beats the old one on the
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from ridestream.events import (
 )
 from ridestream.features import TARGET, is_labelled, rides_frame
 from ridestream.kafka import create_topics
+from ridestream.kafka_broker import free_ports
 from ridestream.registry import ModelRegistry
 from ridestream.settings import KafkaSettings, MlflowSettings
 from ridestream.topic_reader import read_events
@@ -111,16 +111,6 @@ METRICS = {
         "ridestream_model_version",
     },
 }
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 def scrape(port: int) -> set[str]:
