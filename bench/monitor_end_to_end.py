@@ -40,13 +40,11 @@ def main() -> int:
     import numpy as np
     import pandas as pd
     from kafka import KafkaProducer
-    from monitor_throughput import build_records
+    from monitor_throughput import build_records, synthetic_reference
 
     from monitor.__main__ import run
-    from monitor.drift import prepare_reference
     from monitor.settings import MonitorOptions, MonitorSettings
     from ridestream import kafka_broker
-    from ridestream.features import PREDICTION, TARGET
     from ridestream.kafka import create_topics
     from ridestream.settings import BrokerSettings, KafkaSettings
     from ridestream.topics import Topics
@@ -72,21 +70,7 @@ def main() -> int:
         producer.flush()
         producer.close()
 
-        rng = np.random.default_rng(0)
-        distance = rng.exponential(3.0, 20_000)
-        reference = prepare_reference(
-            pd.DataFrame(
-                {
-                    "trip_distance": distance,
-                    "PULocationID": rng.integers(1, 266, 20_000).astype(str),
-                    "DOLocationID": rng.integers(1, 266, 20_000).astype(str),
-                    PREDICTION: np.clip(4 + 3.2 * distance, 1, 60),
-                    TARGET: np.clip(4 + 3.2 * distance, 1, 60),
-                }
-            ),
-            "1",
-            7.0,
-        )
+        reference = synthetic_reference()
         settings = MonitorSettings(
             kafka=kafka_settings,
             topic_prefix=topics.prefix,

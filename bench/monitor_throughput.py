@@ -98,31 +98,15 @@ def build_records(months: list[str]) -> tuple[list[tuple[str, int, bytes]], int]
     return [(topic, partition, encode(event)) for _, topic, partition, event in events], len(rides)
 
 
-def replay(
-    records, window_rides: int | None, run: int, decode: bool, tuned_gc: bool = True
-) -> dict[str, float]:
-    import gc
-
-    from monitor.__main__ import tune_gc
+def synthetic_reference():
+    """A 20,000-row champion reference: uniform zones, exponential distances, and a prediction
+    and label that are a fixed function of the distance (the benches' stand-in champion)."""
     from monitor.drift import prepare_reference
-    from monitor.pipeline import MonitorConfig, MonitorPipeline
-    from monitor.settings import MonitorOptions
-    from monitor.windows import WindowSpec
-    from ridestream.events import DurationPredicted, RideCompleted
     from ridestream.features import PREDICTION, TARGET
-    from ridestream.kafka import Received
-    from ridestream.topics import Topics
 
-    topics = Topics("bench.")
-    names = {"p": topics.rides_predictions, "c": topics.rides_completed}
-    types = {"p": DurationPredicted, "c": RideCompleted}
-    logs: dict[tuple[str, int], list] = {}
-    for topic, partition, value in records:
-        event = value if decode else types[topic].model_validate_json(value)
-        logs.setdefault((topic, partition), []).append(event)
     rng = np.random.default_rng(0)
     distance = rng.exponential(3.0, 20_000)
-    reference = prepare_reference(
+    return prepare_reference(
         pd.DataFrame(
             {
                 "trip_distance": distance,
@@ -135,6 +119,29 @@ def replay(
         "1",
         7.0,
     )
+
+
+def replay(
+    records, window_rides: int | None, run: int, decode: bool, tuned_gc: bool = True
+) -> dict[str, float]:
+    import gc
+
+    from monitor.__main__ import tune_gc
+    from monitor.pipeline import MonitorConfig, MonitorPipeline
+    from monitor.settings import MonitorOptions
+    from monitor.windows import WindowSpec
+    from ridestream.events import DurationPredicted, RideCompleted
+    from ridestream.kafka import Received
+    from ridestream.topics import Topics
+
+    topics = Topics("bench.")
+    names = {"p": topics.rides_predictions, "c": topics.rides_completed}
+    types = {"p": DurationPredicted, "c": RideCompleted}
+    logs: dict[tuple[str, int], list] = {}
+    for topic, partition, value in records:
+        event = value if decode else types[topic].model_validate_json(value)
+        logs.setdefault((topic, partition), []).append(event)
+    reference = synthetic_reference()
     spec = (
         WindowSpec(timedelta(hours=1), window_rides)
         if window_rides
