@@ -12,20 +12,24 @@ DATA_DIR ?= $(abspath $(if $(wildcard ../shared/data/*.parquet),../shared/data,d
 export RIDESTREAM_DATA_DIR ?= $(DATA_DIR)
 export RIDESTREAM_TEST_DATA_DIR ?= $(DATA_DIR)
 
-.PHONY: help install chromium demo test test-unit test-integration lint format broker-up broker-down broker-status bench clean
+.PHONY: help install system-packages demo test test-unit test-integration lint format broker-up broker-down broker-status bench clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
-install: $(STAMP) chromium ## Create .venv with ridestream and its dev tools (idempotent)
+install: $(STAMP) system-packages ## Create .venv with ridestream and its dev tools (idempotent)
 
-# Headless Chromium renders the HTML report in its test: Debian's package, when missing.
-chromium:
-	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+# Tests use two Debian packages when missing: chromium (renders the HTML report) and
+# docker-compose (validates docker-compose.yml; the client needs no Docker engine for `config`).
+system-packages:
+	@missing=""; \
+	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing="$$missing chromium"; \
+	docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	[ -z "$$missing" ] || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing Debian's chromium (for the report test)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "warning: chromium missing; install it (apt-get install chromium) for the report test" >&2; fi; }
+	    echo "installing Debian's$$missing (for the report and compose tests)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "warning: missing$$missing; install with apt-get install$$missing (the report and compose tests need them)" >&2; fi; }
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: install Python 3.11" >&2; exit 1; }

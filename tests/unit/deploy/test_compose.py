@@ -3,11 +3,13 @@
 No Docker engine is needed: the compose file is parsed with PyYAML and checked against the
 settings classes and the metrics module. `test_compose_config_is_valid` also runs a real
 `docker compose config` (or `docker-compose config`, or the binary named by
-RIDESTREAM_TEST_COMPOSE) when one is installed, and is skipped otherwise.
+RIDESTREAM_TEST_COMPOSE); `make install` installs Debian's docker-compose when no client is
+there, so CI runs it too.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import os
@@ -216,21 +218,42 @@ def _compose_command() -> list[str] | None:
     return [legacy] if legacy else None
 
 
-def test_compose_config_is_valid() -> None:
+def compose_config(compose_file: Path) -> subprocess.CompletedProcess[str]:
+    """`<compose> -f FILE --profile replay config -q`, run by a real compose client."""
     command = _compose_command()
-    if command is None:
-        pytest.skip(
-            "no `docker compose`, `docker-compose` or RIDESTREAM_TEST_COMPOSE here: "
-            "only the YAML checks ran"
-        )
-    result = subprocess.run(
-        [*command, "-f", str(COMPOSE_FILE), "--profile", "replay", "config", "-q"],
+    assert command, (
+        "no compose client: `make install` installs Debian's docker-compose "
+        "(or set RIDESTREAM_TEST_COMPOSE to one)"
+    )
+    return subprocess.run(
+        [*command, "-f", str(compose_file), "--profile", "replay", "config", "-q"],
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=REPO,
+        cwd=compose_file.parent,
     )
+
+
+def test_compose_config_is_valid() -> None:
+    result = compose_config(COMPOSE_FILE)
     assert result.returncode == 0, result.stderr
+
+
+def test_compose_config_rejects_a_dependency_on_a_missing_service(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    # The check above can fail: the same file with one dangling depends_on is refused.
+    broken = copy.deepcopy(compose)
+    broken["services"]["predictor"]["depends_on"] = {
+        "no-such-service": {"condition": "service_started"}
+    }
+    broken_file = tmp_path / "docker-compose.yml"
+    broken_file.write_text(yaml.safe_dump(broken))
+    for source in ("Dockerfile", "deploy"):  # build contexts and mounts the file names
+        (tmp_path / source).symlink_to(REPO / source)
+    result = compose_config(broken_file)
+    assert result.returncode != 0
+    assert "no-such-service" in result.stderr + result.stdout
 
 
 # -- the Grafana dashboard -------------------------------------------------------------
