@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import threading
 import time
@@ -40,6 +41,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from retrainer.backoff import RegistryUnavailableError
 from retrainer.buffer import RideBuffer
 from retrainer.promotion import announce_missing_promotion, latest_promotion
 from retrainer.retrain import RetrainOutcome, retrain
@@ -68,6 +70,7 @@ log = logging.getLogger("retrainer")
 
 SERVICE = "retrainer"
 READ_TOPIC_TIMEOUT_S = 30.0
+MLFLOW_HTTP_RETRIES_ENV = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,6 +167,7 @@ class Retrainer:
         self.buffer = RideBuffer(self.options.buffer_age, self.options.buffer_rows)
         self.coalescer = AlertCoalescer()
         self.registry = ModelRegistry(settings.mlflow)
+        self.backoff = self.options.registry_backoff
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrain")
         self.running: Future[RetrainOutcome] | None = None
         self.outcomes: list[RetrainOutcome] = []
@@ -223,7 +227,7 @@ class Retrainer:
         finally:
             consumer.close()
         announced = latest_promotion(promotions, self.registry.name)
-        announce_missing_promotion(self.registry, announced, self.publish)
+        announce_missing_promotion(self.registry, announced, self.publish, self.backoff)
 
     def catch_up(self, stop: threading.Event) -> None:
         """Rebuild the buffer: read rides.completed up to the end offsets seen now."""
@@ -284,7 +288,8 @@ class Retrainer:
     def _finish(self) -> None:
         assert self.running is not None and self.alerts_loop is not None
         future, self.running = self.running, None
-        outcome = future.result()  # a bug or an unreachable store crashes the service here
+        # A bug, or a registry still unreachable after the retries, ends the service here.
+        outcome = future.result()
         self.outcomes.append(outcome)
         self.coalescer.finish()
         offsets = self.coalescer.committable()
@@ -296,7 +301,7 @@ class Retrainer:
     def start(self, stop: threading.Event) -> None:
         """Announce a missing promotion, rebuild the buffer, then assign the alert partitions."""
         self.announce_missing_promotion()
-        champion = self.registry.champion()
+        champion = self.backoff.call("read the champion", self.registry.champion)
         if champion is not None:
             self.metrics.set_model_version(SERVICE, champion.version)
         self.catch_up(stop)
@@ -370,6 +375,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         settings.retrainer = settings.retrainer.model_copy(update={"margin": args.margin})
     configure_logging(settings.log_level)
+    # One retry policy for the registry, ours (logged, bounded: RIDESTREAM_RETRAINER__REGISTRY_
+    # RETRY_*): MLflow's own HTTP retries (7 with doubling waits, ~4 min against a server that
+    # is down) would hide each outage inside one silent call. An explicit value wins.
+    os.environ.setdefault(MLFLOW_HTTP_RETRIES_ENV, "0")
     serve_metrics(settings.metrics_port, settings.metrics_host)
     stop = threading.Event()
     stop_on_signals(stop)
@@ -382,6 +391,11 @@ def main(argv: list[str] | None = None) -> int:
             f"ridestream retrainer: {explain_connection_error(error, settings.kafka)}",
             file=sys.stderr,
         )
+        return 1
+    except RegistryUnavailableError as error:
+        # Retried with backoff already; a restart trains for the uncommitted alert again and
+        # announces a champion that was moved but not announced.
+        print(f"ridestream retrainer: {error}", file=sys.stderr)
         return 1
     return 0
 

@@ -1,10 +1,13 @@
 """Moving `champion` and announcing it: the one sequence the retrainer and the CLI share.
 
-Order matters. The alias move (`ModelRegistry.promote`, which also points `previous` at the
-replaced champion) is the single commit point; the `ModelPromoted` event is published after
-it. A process killed before the move changed nothing; one killed after the move but before
-the event leaves a champion that nobody announced: `announce_missing_promotion`, run when
-the retrainer starts, publishes it then. The event is idempotent: its `promotion_id` is
+Order matters. The move of the `champion` alias is the single commit point (then `previous`
+points at the replaced champion, as `ModelRegistry.promote` does); the `ModelPromoted` event is
+published after it. Every registry call is retried with backoff on its own
+(`retrainer.backoff`): the registry going away mid-promotion delays the remaining steps, it
+does not skip them. A process killed (or giving up on the registry) before the move changed
+nothing; one killed after the move but before the event leaves a champion that nobody
+announced: `announce_missing_promotion`, run when the retrainer starts, publishes it then.
+The event is idempotent: its `promotion_id` is
 `<model name>:<version>`, and a predictor that already serves that version ignores it.
 """
 
@@ -15,8 +18,9 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Literal
 
+from retrainer.backoff import NO_RETRY, Backoff
 from ridestream.events import Event, ModelPromoted, ModelRejected, utc_now
-from ridestream.registry import PREVIOUS, ModelInfo, ModelRegistry
+from ridestream.registry import CHAMPION, PREVIOUS, ModelInfo, ModelRegistry
 
 log = logging.getLogger(__name__)
 
@@ -100,14 +104,28 @@ def promote_and_announce(
     publish: Publish,
     trigger_alert_id: str | None = None,
     metrics: Mapping[str, float] | None = None,
+    backoff: Backoff = NO_RETRY,
 ) -> ModelPromoted:
     """Move `champion` to `version` (the commit point; `previous` follows), tag the version
-    with the reason, then publish `ModelPromoted`."""
-    before = registry.champion()
-    registry.promote(version)
+    with the reason, then publish `ModelPromoted`.
+
+    Each registry call is retried on its own by `backoff`, and each is idempotent: the
+    replaced champion is read once, before the move, so a retried step cannot forget it (a
+    retried `ModelRegistry.promote` would: after its first half it finds `version` already
+    champion and leaves `previous` unset)."""
+    before = backoff.call("read the champion", registry.champion)
     previous = before.version if before is not None and before.version != version else None
-    registry.set_version_tags(version, {TAG_PROMOTION_REASON: reason})
-    event = promoted_event(registry.version(version), previous, reason, trigger_alert_id, metrics)
+    backoff.call(f"move {CHAMPION} to {version}", lambda: registry.set_alias(CHAMPION, version))
+    if previous is not None:
+        backoff.call(
+            f"move {PREVIOUS} to {previous}", lambda: registry.set_alias(PREVIOUS, previous)
+        )
+    backoff.call(
+        f"tag version {version}",
+        lambda: registry.set_version_tags(version, {TAG_PROMOTION_REASON: reason}),
+    )
+    info = backoff.call(f"read version {version}", lambda: registry.version(version))
+    event = promoted_event(info, previous, reason, trigger_alert_id, metrics)
     publish(event)
     log.info(
         "%s: champion %s -> %s (%s), ModelPromoted published",
@@ -150,10 +168,15 @@ def missing_promotion(
 
 
 def announce_missing_promotion(
-    registry: ModelRegistry, announced: ModelPromoted | None, publish: Publish
+    registry: ModelRegistry,
+    announced: ModelPromoted | None,
+    publish: Publish,
+    backoff: Backoff = NO_RETRY,
 ) -> ModelPromoted | None:
     """Publish `ModelPromoted` for a champion that was moved but never announced."""
-    event = missing_promotion(registry.champion(), registry.alias(PREVIOUS), announced)
+    champion = backoff.call("read the champion", registry.champion)
+    previous = backoff.call(f"read alias {PREVIOUS}", lambda: registry.alias(PREVIOUS))
+    event = missing_promotion(champion, previous, announced)
     if event is not None:
         publish(event)
         log.warning(

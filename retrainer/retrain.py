@@ -14,6 +14,10 @@ snapshot of the buffer, so nothing else touches its data. The steps and why in t
 5. Promote: move `champion` (the single commit point) and then publish `ModelPromoted`
    (`retrainer.promotion.promote_and_announce`); or tag it rejected and publish
    `ModelRejected`. A process killed before step 5 leaves the champion as it was.
+
+Every registry call is retried with bounded backoff (`options.registry_backoff`,
+`retrainer.backoff`) while the MLflow store does not answer; when the budget is spent,
+`RegistryUnavailableError` ends the run (and the service, non-zero) with the alert uncommitted.
 """
 
 from __future__ import annotations
@@ -118,9 +122,16 @@ def retrain(
     timings["split"] = time.perf_counter() - clock
 
     registry = ModelRegistry(mlflow)
+    backoff = options.registry_backoff
     clock = time.perf_counter()
-    champion = registry.champion()
-    champion_model = registry.load_model(champion.version) if champion is not None else None
+    champion = backoff.call("read the champion", registry.champion)
+    champion_model = (
+        backoff.call(
+            f"load champion {champion.version}", lambda: registry.load_model(champion.version)
+        )
+        if champion is not None
+        else None
+    )
     timings["load_champion"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -150,7 +161,12 @@ def retrain(
         f"{champion.version} RMSE {champion_rmse:.4f}" if champion and champion_rmse else "none",
     )
     clock = time.perf_counter()
-    trained = train_and_register(mlflow, train, holdout, options.model_kind, tags, promote=False)
+    # Retried as a whole: a run cut off half-way leaves at most an orphan version (no alias,
+    # no decision tag), never a promotion.
+    trained = backoff.call(
+        "train and register the challenger",
+        lambda: train_and_register(mlflow, train, holdout, options.model_kind, tags, promote=False),
+    )
     train_register_s = time.perf_counter() - clock
     timings["train"] = trained.metrics["train_seconds"]
     timings["register"] = train_register_s - trained.metrics["train_seconds"]
@@ -162,8 +178,11 @@ def retrain(
 
     clock = time.perf_counter()
     decision = decide(challenger_rmse, champion_rmse, options.margin)
-    registry.set_version_tags(version, {"challenger_rmse": f"{challenger_rmse:.6f}"})
-    registry.set_alias(CHALLENGER, version)
+    backoff.call(
+        f"tag version {version}",
+        lambda: registry.set_version_tags(version, {"challenger_rmse": f"{challenger_rmse:.6f}"}),
+    )
+    backoff.call(f"move {CHALLENGER} to {version}", lambda: registry.set_alias(CHALLENGER, version))
     timings["tag"] = time.perf_counter() - clock
 
     metrics = {
@@ -177,12 +196,21 @@ def retrain(
     clock = time.perf_counter()
     event: Event
     if decision.promote:
-        event = promote_and_announce(registry, version, "drift", publish, trigger, metrics)
-        registry.set_version_tags(version, {TAG_DECISION: "promoted"})
+        event = promote_and_announce(
+            registry, version, "drift", publish, trigger, metrics, backoff=backoff
+        )
+        backoff.call(
+            f"tag version {version}",
+            lambda: registry.set_version_tags(version, {TAG_DECISION: "promoted"}),
+        )
         status: Status = "promoted"
     else:
-        registry.set_version_tags(version, {TAG_DECISION: "rejected"})
-        event = rejected_event(registry.version(version), champion_version, trigger, metrics)
+        backoff.call(
+            f"tag version {version}",
+            lambda: registry.set_version_tags(version, {TAG_DECISION: "rejected"}),
+        )
+        info = backoff.call(f"read version {version}", lambda: registry.version(version))
+        event = rejected_event(info, champion_version, trigger, metrics)
         publish(event)
         status = "rejected"
     timings["decide_and_publish"] = time.perf_counter() - clock
