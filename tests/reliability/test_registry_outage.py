@@ -1,0 +1,239 @@
+"""The MLflow registry goes away: a real `mlflow server` (SQLite store, served artifacts) is
+stopped while the predictor and the retrainer run as real processes, and started again.
+
+- The predictor keeps serving the model it holds: rides produced while the server is down
+  are all predicted, by the current version; its alias checks fail and are logged.
+- The retrainer gets a drift alert while the server is down: every registry call of the run
+  is retried with bounded exponential backoff (logged), and once the server is back the run
+  finishes. Afterwards the registry and models.updates agree: `champion` moved to the
+  challenger AND exactly one ModelPromoted announced it (neither half without the other).
+- The predictor then swaps to the promoted version.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from retrainer.retrain import CHALLENGER
+from ridestream.events import (
+    DriftDetected,
+    DurationPredicted,
+    Event,
+    ModelPromoted,
+    RuleFired,
+    decode,
+    encode,
+)
+from ridestream.kafka import create_topics
+from ridestream.model import LINEAR
+from ridestream.registry import PREVIOUS, ModelRegistry
+from ridestream.settings import KafkaSettings
+from ridestream.topics import Topics
+from tests.integration.predictor.conftest import ride
+from tests.reliability.outage import (
+    MlflowServer,
+    Service,
+    completions,
+    register_champion,
+    service_env,
+    wait_until,
+)
+from tests.reliability.topic_io import produce_raw, read_topic
+
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
+log = logging.getLogger("tests.registry_outage")
+
+RIDES_PER_BATCH = 200
+# The retrainer's budget while the server is down: waits 0.5, 1, 2, 4, 8, 8, ... (10 tries,
+# 47.5 s in all), far more than the outage plus a server restart on a loaded machine.
+RETRY = {"ATTEMPTS": "10", "BACKOFF_S": "0.5", "MAX_BACKOFF_S": "8"}
+RETRY_LINE = r"registry unavailable: .* retrying in"
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """One real MLflow server per module: its first start creates the store (seconds)."""
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def produce(settings: KafkaSettings, topic: str, events: list[Event]) -> None:
+    produce_raw(settings, topic, [(e.key.encode(), encode(e)) for e in events])
+
+
+def predictions_of(settings: KafkaSettings, topic: str, ride_ids: set[str]) -> dict[str, str]:
+    """ride id -> model version of the predictions of `ride_ids` (read until all arrived)."""
+    found: dict[str, str] = {}
+
+    def all_there() -> bool:
+        records = read_topic(settings, topic, expect=10**9, timeout_s=2.0)
+        for record in records:
+            prediction = decode(DurationPredicted, record.value)
+            if prediction.ride_id in ride_ids:
+                found[prediction.ride_id] = prediction.model_version
+        return set(found) == ride_ids
+
+    wait_until(f"predictions of {len(ride_ids)} rides", all_there, timeout_s=60)
+    return found
+
+
+def promotions(settings: KafkaSettings, topic: str) -> list[ModelPromoted]:
+    records = read_topic(settings, topic, expect=10**9, timeout_s=2.0)
+    events = [
+        ModelPromoted.model_validate_json(r.value) for r in records if b'"promotion_id"' in r.value
+    ]
+    return sorted(events, key=lambda e: e.event_time)
+
+
+def test_registry_outage_predictor_keeps_serving_and_retrainer_finishes_the_promotion_after(
+    mlflow_server: MlflowServer,
+    kafka_settings: KafkaSettings,
+    topic_prefix: str,
+    group_id: str,
+    tmp_path: Path,
+) -> None:
+    started = time.monotonic()
+    kafka = kafka_settings
+    topics = Topics(topic_prefix)
+    mlflow = mlflow_server.settings("ride-duration-" + topic_prefix.strip("."))
+    champion = register_champion(mlflow)
+    create_topics(kafka, [topics.rides_requested, topics.rides_completed, topics.drift_alerts])
+    # Rides of a city that got slower (5.5 min per mile against the champion's 3.5): the
+    # challenger beats the champion by far more than the margin.
+    produce(kafka, topics.rides_completed, list(completions(2_000, seed=7, slope=5.5)))
+
+    predictor = Service(
+        "predictor",
+        "predictor",
+        {
+            **service_env(
+                kafka,
+                topic_prefix,
+                mlflow,
+                PREDICTOR__GROUP_ID=group_id,
+                PREDICTOR__ALIAS_CHECK_S="1",
+                PREDICTOR__POLL_TIMEOUT_MS="100",
+            ),
+            # One try per check, so each failed check shows in the log during the outage
+            # (MLflow's default retries one call for ~4 min; see the report).
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+        },
+        tmp_path,
+    )
+    retrainer = Service(
+        "retrainer",
+        "retrainer",
+        service_env(
+            kafka,
+            topic_prefix,
+            mlflow,
+            RETRAINER__GROUP_ID=f"{group_id}-retrainer",
+            RETRAINER__MIN_LABELLED_RIDES="1000",
+            RETRAINER__BUFFER_DAYS="60",
+            RETRAINER__MODEL_KIND=LINEAR,
+            RETRAINER__POLL_TIMEOUT_MS="100",
+            **{f"RETRAINER__REGISTRY_RETRY_{k}": v for k, v in RETRY.items()},
+        ),
+        tmp_path,
+    )
+    try:
+        predictor.start()
+        retrainer.start()
+        predictor.wait_for_log(r"predicting .* as group", timeout_s=90)
+        retrainer.wait_for_log(r"retrainer ready", timeout_s=90)
+
+        before = [ride(n, "before") for n in range(RIDES_PER_BATCH)]
+        produce(kafka, topics.rides_requested, list(before))
+        served_before = predictions_of(kafka, topics.rides_predictions, {r.ride_id for r in before})
+
+        # -- the registry goes away --------------------------------------------------------
+        mlflow_server.stop()
+        down_at = time.monotonic()
+        during = [ride(n, "during") for n in range(RIDES_PER_BATCH)]
+        produce(kafka, topics.rides_requested, list(during))
+        served_during = predictions_of(kafka, topics.rides_predictions, {r.ride_id for r in during})
+        predictor.wait_for_log(r"champion check failed \(keeping the current model\)", 30)
+        alert = DriftDetected(
+            alert_id=f"alert-{group_id}",
+            event_time=datetime(2021, 1, 29),
+            window_id="w-outage",
+            window_start=datetime(2021, 1, 28),
+            model_version=champion,
+            rules=[RuleFired(rule="quality", value=9.1, threshold=7.0, detail="rmse")],
+        )
+        produce(kafka, topics.drift_alerts, [alert])
+        wait_until(
+            "the retrainer retries the registry twice",
+            lambda: retrainer.count(RETRY_LINE) >= 2,
+            timeout_s=60,
+        )
+        assert predictor.exited() is None and retrainer.exited() is None
+        restart_s = mlflow_server.start()
+        outage_s = time.monotonic() - down_at
+
+        # -- the registry is back: the run finishes, the predictor swaps -------------------
+        wait_until(
+            "ModelPromoted of the challenger on models.updates",
+            lambda: any(e.version != champion for e in promotions(kafka, topics.models_updates)),
+            timeout_s=90,
+        )
+        announced = promotions(kafka, topics.models_updates)
+        challenger = announced[-1].version
+        predictor.wait_for_log(rf"loaded {re.escape(mlflow.model_name)} version {challenger}", 60)
+        after = [ride(n, "after") for n in range(RIDES_PER_BATCH)]
+        produce(kafka, topics.rides_requested, list(after))
+        served_after = predictions_of(kafka, topics.rides_predictions, {r.ride_id for r in after})
+
+        retries = retrainer.count(RETRY_LINE)
+        failed_checks = predictor.count(r"champion check failed")
+        assert predictor.exited() is None, "the predictor must ride out a registry outage"
+        assert retrainer.exited() is None, "the retrainer must ride out a short registry outage"
+    finally:
+        predictor.stop()
+        retrainer.stop()
+        if mlflow_server.process is None or mlflow_server.process.poll() is not None:
+            mlflow_server.start()  # for the registry checks below and the next test
+
+    # The predictor served its model throughout; the outage cost no ride.
+    assert set(served_before.values()) == {champion}
+    assert set(served_during.values()) == {champion}
+    assert set(served_after.values()) == {challenger}
+    assert failed_checks >= 1
+    # The retrainer retried with backoff, and the promotion is whole: alias AND event.
+    assert retries >= 2
+    registry = ModelRegistry(mlflow)
+    assert registry.champion().version == challenger != champion
+    assert registry.alias(PREVIOUS).version == champion
+    assert registry.alias(CHALLENGER).version == challenger
+    tags = registry.version(challenger).tags
+    assert tags["decision"] == "promoted"
+    assert tags["trigger_alert_id"] == alert.alert_id
+    assert [(e.version, e.reason, e.previous_version) for e in announced] == [
+        (champion, "initial", None),
+        (challenger, "drift", champion),
+    ]
+    assert announced[-1].trigger_alert_id == alert.alert_id
+    log.info(
+        "registry outage of %.1f s (server restart %.1f s): predictor rode it out "
+        "(%d failed alias checks, %d rides predicted by v%s while down), retrainer retried "
+        "%d time(s) and promoted v%s -> v%s once; %d rides checked, none lost; test %.0f s",
+        outage_s,
+        restart_s,
+        failed_checks,
+        len(served_during),
+        champion,
+        retries,
+        champion,
+        challenger,
+        len(served_before) + len(served_during) + len(served_after),
+        time.monotonic() - started,
+    )
