@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
@@ -56,6 +56,46 @@ def read_topic(
         # One more short poll, so that more than `expect` records (duplicates) show up too.
         for batch in consumer.poll(timeout_ms=500).values():
             records.extend(batch)
+    finally:
+        consumer.close()
+    return records
+
+
+def read_until_keys(
+    settings: KafkaSettings,
+    topic: str,
+    keys: Collection[bytes],
+    *,
+    timeout_s: float = 60.0,
+    committed_only: bool = False,
+    settle_s: float = 1.0,
+) -> list[Any]:
+    """Every record on `topic` from the start, read until each of `keys` arrived at least once
+    (or `timeout_s`), then `settle_s` more, so that duplicates on their way show up too.
+
+    `committed_only` reads as `read_committed`: records of open or aborted transactions are not
+    returned (an open one holds the reader back until it ends).
+    """
+    consumer = KafkaConsumer(
+        topic,
+        **settings.client_config(),
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level="read_committed" if committed_only else "read_uncommitted",
+        max_partition_fetch_bytes=4 * 1_048_576,
+        metadata_max_age_ms=METADATA_MAX_AGE_MS,
+    )
+    missing = set(keys)
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=300, max_records=50_000).values():
+                records.extend(batch)
+                missing.difference_update(record.key for record in batch)
+            if not missing:
+                deadline = min(deadline, time.monotonic() + settle_s)
     finally:
         consumer.close()
     return records
