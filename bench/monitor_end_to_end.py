@@ -6,8 +6,9 @@ on rides.predictions / rides.completed first; then `monitor.__main__.run` (the s
 decode, join, windows, drift, quality, produce, commit. Timed from the first to the last record.
 
 Run: python bench/monitor_end_to_end.py [--months 2021-01] [--bootstrap HOST:PORT]
-Without --bootstrap it starts its own Apache Kafka from the jars on 127.0.0.1:49092 (data in
-/tmp/monitor-broker-bench) and stops it at the end. No timing is asserted anywhere.
+Without --bootstrap it starts its own Apache Kafka from the jars on free loopback ports, data
+in a temporary folder (`ridestream.kafka_broker.temporary_broker`), and stops it at the end.
+No timing is asserted anywhere.
 """
 
 from __future__ import annotations
@@ -46,17 +47,10 @@ def main() -> int:
     from monitor.settings import MonitorOptions, MonitorSettings
     from ridestream import kafka_broker
     from ridestream.kafka import create_topics
-    from ridestream.settings import BrokerSettings, KafkaSettings
+    from ridestream.settings import KafkaSettings
     from ridestream.topics import Topics
 
-    broker = None
-    bootstrap = args.bootstrap
-    if bootstrap is None:
-        broker = BrokerSettings(
-            port=49092, controller_port=49093, data_dir=Path("/tmp/monitor-broker-bench")
-        )
-        bootstrap = kafka_broker.start(broker).address
-    try:
+    with kafka_broker.temporary_broker(args.bootstrap) as bootstrap:
         kafka_settings = KafkaSettings(bootstrap_servers=bootstrap)
         topics = Topics(f"bench-{uuid.uuid4().hex[:6]}.")
         records, rides = build_records(args.months.split(","))
@@ -99,9 +93,6 @@ def main() -> int:
         seconds = time.perf_counter() - seen["first"]
         cpu_seconds = time.process_time() - seen["cpu_first"]
         startup = seen["first"] - started
-    finally:
-        if broker is not None:
-            kafka_broker.stop(broker)
 
     print(f"monitor end to end on Kafka  (cores: {os.cpu_count()}, load: {os.getloadavg()[0]:.1f})")
     print(

@@ -8,9 +8,10 @@
 2. latency RideRequested produced -> DurationPredicted readable at a steady rate;
 3. two predictor processes in one group on a 4-partition topic: shares and completeness.
 
-Without --bootstrap it starts its own Apache Kafka (ports 39092/39093, data in
-/tmp/predictor-broker) and stops it at the end. Rides come from the real TLC files in
-RIDESTREAM_DATA_DIR (default ../shared/data), repeated with fresh ids up to --rides.
+Without --bootstrap it starts its own Apache Kafka on free ports with its data in a temporary
+folder (`ridestream.kafka_broker.temporary_broker`) and stops it at the end. Rides come from
+the real TLC files in RIDESTREAM_DATA_DIR (default ../shared/data), repeated with fresh ids
+up to --rides.
 """
 
 from __future__ import annotations
@@ -269,20 +270,10 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
 
     from ridestream import kafka_broker
-    from ridestream.settings import BrokerSettings, KafkaSettings
+    from ridestream.settings import KafkaSettings
 
-    broker_settings = None
-    bootstrap = args.bootstrap
-    if not bootstrap:
-        broker_settings = BrokerSettings(
-            port=39092, controller_port=39093, data_dir=Path("/tmp/predictor-broker")
-        )
-        bootstrap = kafka_broker.start(broker_settings).address
-    try:
+    with kafka_broker.temporary_broker(args.bootstrap) as bootstrap:
         return run_bench(args, bootstrap, KafkaSettings(bootstrap_servers=bootstrap))
-    finally:
-        if broker_settings is not None:
-            kafka_broker.stop(broker_settings)
 
 
 def run_bench(args: argparse.Namespace, bootstrap: str, kafka: Any) -> int:

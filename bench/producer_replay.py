@@ -34,7 +34,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from producer.__main__ import KafkaSink, run  # noqa: E402
-from producer.partitioner import partitions_for_keys  # noqa: E402
 from producer.replay import (  # noqa: E402
     Encoded,
     ReplayOptions,
@@ -44,7 +43,7 @@ from producer.replay import (  # noqa: E402
 )
 from producer.settings import ProducerOptions, ProducerSettings  # noqa: E402
 from ridestream import kafka_broker  # noqa: E402
-from ridestream.kafka import build_producer, create_topics  # noqa: E402
+from ridestream.kafka import build_producer, create_topics, partitions_for_keys  # noqa: E402
 from ridestream.settings import BrokerSettings, KafkaSettings  # noqa: E402
 from ridestream.trips import iter_trip_batches  # noqa: E402
 

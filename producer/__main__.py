@@ -25,7 +25,6 @@ import pyarrow as pa
 from kafka import KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
-from producer.partitioner import partitions_for_keys
 from producer.replay import (
     Encoded,
     Pacer,
@@ -36,7 +35,14 @@ from producer.replay import (
 )
 from producer.settings import ProducerSettings
 from ridestream.cli import CommandParser
-from ridestream.kafka import build_producer, create_topics, stop_on_signals
+from ridestream.kafka import (
+    append_records,
+    appends_directly,
+    build_producer,
+    create_topics,
+    partitions_for_keys,
+    stop_on_signals,
+)
 from ridestream.trips import (
     NotATripFileError,
     TripBatch,
@@ -61,13 +67,11 @@ class DeliveryFailedError(RuntimeError):
 class KafkaSink:
     """Sends encoded events to Kafka without per-message bookkeeping (but an errback on each).
 
-    Partitions are computed for a whole slice at once (`producer.partitioner`), exactly as the
-    default partitioner would. With `direct_append` the records go straight into the producer's
-    record accumulator: `KafkaProducer.send` re-checks per call what this replay settles once
-    (topic metadata, partition, header and size checks) and formats a debug line per call even
-    when debug logging is off; skipping that is ~1.5x the throughput (see bench/). It needs
-    kafka-python's `_accumulator`/`_sender` internals and falls back to `send` without them or
-    on a transactional producer. Failed sends are counted; the next call then raises
+    Partitions are computed for a whole slice at once (`ridestream.kafka.partitions_for_keys`),
+    exactly as the default partitioner would. With `direct_append` the records go straight into
+    the producer's record accumulator (`ridestream.kafka.append_records`, ~1.5x `send`; see
+    bench/); it falls back to `send` on a producer without kafka-python's internals or with a
+    partitioner of its own. Failed sends are counted; the next call then raises
     DeliveryFailedError. `wait_for_room` bounds the unacknowledged events.
     """
 
@@ -87,14 +91,7 @@ class KafkaSink:
             [TopicPartition(topic, p) for p in range(count)]
             for topic, count in zip(topics, self.partition_counts, strict=True)
         ]
-        accumulator = getattr(producer, "_accumulator", None)
-        sender = getattr(producer, "_sender", None)
-        self.direct_append = bool(
-            direct_append
-            and hasattr(accumulator, "append")
-            and hasattr(sender, "wakeup")
-            and not producer.config.get("transactional_id")
-        )
+        self.direct_append = direct_append and appends_directly(producer)
         self.failed = 0
         self.first_error: BaseException | None = None
         self.max_pending_events = max_pending_events
@@ -121,14 +118,10 @@ class KafkaSink:
         on_error = self._on_error
         future: Any = None
         if self.direct_append:
-            append = self.producer._accumulator.append
-            wakeup = self.producer._sender.wakeup
             tps = self._tps
-            for i, (kind, key, value) in enumerate(zip(kinds, keys, values, strict=True)):
-                future, full, new_batch, _ = append(tps[kind][parts[kind][i]], None, key, value, [])
+            targets = [tps[kind][parts[kind][i]] for i, kind in enumerate(kinds)]
+            for future in append_records(self.producer, targets, keys, values):
                 future.add_errback(on_error)
-                if full or new_batch:
-                    wakeup()
         else:
             send = self.producer.send
             topics = self.topics

@@ -25,10 +25,12 @@ import logging
 import signal
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
@@ -278,15 +280,163 @@ class StreamLoop:
 
 def send_all(producer: KafkaProducer, outputs: Iterable[Outgoing]) -> int:
     """Produce every message, flush, and raise the first delivery error (nothing is dropped)."""
-    futures = [
-        producer.send(out.topic, key=out.key, value=out.value, headers=list(out.headers))
-        for out in outputs
-    ]
+    futures = send_many(producer, list(outputs))
     producer.flush()
     for future in futures:
         if future.failed():
             raise future.exception
     return len(futures)
+
+
+def send_many(producer: KafkaProducer, outputs: Sequence[Outgoing]) -> list[Any]:
+    """Hand every message to the producer, in order, without flushing; returns their futures.
+
+    Keyed messages without headers take the fast path (`append_records`) on the partitions
+    Kafka's default partitioner gives their keys; the others (dead letters: headers, maybe no
+    key, maybe large) and every message of a producer the fast path does not know go through
+    `KafkaProducer.send`. Both feed the same accumulator in this order, so the order of the
+    messages of a partition is the order of `outputs`.
+    """
+    if not appends_directly(producer):
+        return [
+            producer.send(out.topic, key=out.key, value=out.value, headers=list(out.headers))
+            for out in outputs
+        ]
+    # Margin for the record and batch headers: anything near the request limit takes send(),
+    # which checks the size exactly and raises MessageSizeTooLargeError.
+    max_bytes = producer.config["max_request_size"] - 1_024
+    tps: list[TopicPartition | None] = [None] * len(outputs)
+    by_topic: dict[str, list[int]] = {}
+    for index, out in enumerate(outputs):
+        if out.key is not None and not out.headers and len(out.key) + len(out.value) < max_bytes:
+            by_topic.setdefault(out.topic, []).append(index)
+    for topic, indexes in by_topic.items():
+        partitions = [TopicPartition(topic, p) for p in sorted(producer.partitions_for(topic))]
+        keys = [outputs[i].key or b"" for i in indexes]
+        for index, partition in zip(
+            indexes, partitions_for_keys(keys, len(partitions)).tolist(), strict=True
+        ):
+            tps[index] = partitions[partition]
+    futures: list[Any] = []
+    start = 0  # the first message of the run of fast-path messages not yet appended
+    for index, tp in enumerate([*tps, None]):
+        if tp is not None:
+            continue
+        run = outputs[start:index]
+        futures += append_records(
+            producer, tps[start:index], [o.key for o in run], [o.value for o in run]
+        )
+        if index < len(outputs):
+            out = outputs[index]
+            futures.append(
+                producer.send(out.topic, key=out.key, value=out.value, headers=list(out.headers))
+            )
+        start = index + 1
+    return futures
+
+
+def appends_directly(producer: Any) -> bool:
+    """Whether `append_records` can feed this producer: kafka-python's accumulator and sender
+    are there and keys go to partitions by the default partitioner (murmur2)."""
+    from kafka.partitioner.default import DefaultPartitioner
+
+    config = getattr(producer, "config", None)
+    return (
+        hasattr(getattr(producer, "_accumulator", None), "append")
+        and hasattr(getattr(producer, "_sender", None), "wakeup")
+        and isinstance(config, dict)
+        and type(config.get("partitioner")) is DefaultPartitioner
+        and not getattr(producer, "_closed", True)
+    )
+
+
+def append_records(
+    producer: Any,
+    tps: Sequence[TopicPartition | None],
+    keys: Sequence[bytes | None],
+    values: Sequence[bytes],
+) -> list[Any]:
+    """Append records straight to the producer's record accumulator; returns their futures.
+
+    `KafkaProducer.send` re-checks, per message, what a batch settles once: metadata, the
+    partition (a pure-Python murmur2, ~4 us a key), headers, size, and it formats a debug line
+    even with debug logging off. Skipping that makes producing ~1.5x faster (see bench/). The
+    caller has picked the partitions (`partitions_for_keys`) and the sizes; in a transaction
+    each partition is added to it first, as `send` does. The sender is woken when a batch is
+    started and once at the end if one is full, as `send` does (not once per message:
+    a wake-up is a syscall).
+    """
+    accumulator = producer._accumulator
+    append = accumulator.append
+    wakeup = producer._sender.wakeup
+    manager = getattr(producer, "_transaction_manager", None)
+    if manager is not None and manager.is_transactional():
+        for tp in dict.fromkeys(tps):
+            manager.maybe_add_partition_to_transaction(tp)
+    futures: list[Any] = []
+    full = False
+    for tp, key, value in zip(tps, keys, values, strict=True):
+        future, full, new_batch, _ = append(tp, None, key, value, [])
+        futures.append(future)
+        if new_batch:
+            wakeup()
+    if full:
+        wakeup()
+    return futures
+
+
+# Kafka's default key partitioner, vectorised. kafka-python hashes every key with a pure-Python
+# murmur2 (~4 us a key); this computes the identical hash (Java's `Utils.murmur2`, seed
+# 0x9747b28c) with numpy on all keys of a batch, grouped by key length, and picks
+# `toPositive(hash) % partitions` like the Java and kafka-python default partitioners, so a
+# key lands on the same partition whichever client produced it.
+_MURMUR2_SEED = np.uint32(0x9747B28C)
+_MURMUR2_M = np.uint32(0x5BD1E995)
+
+
+def murmur2(keys: Sequence[bytes]) -> np.ndarray:
+    """The murmur2 hash (uint32) of every key, as Kafka computes it."""
+    hashes = np.empty(len(keys), dtype=np.uint32)
+    by_length: dict[int, list[int]] = defaultdict(list)
+    for index, key in enumerate(keys):
+        by_length[len(key)].append(index)
+    for length, indexes in by_length.items():
+        data = np.frombuffer(b"".join(keys[i] for i in indexes), dtype=np.uint8)
+        hashes[indexes] = _murmur2_same_length(data.reshape(len(indexes), length))
+    return hashes
+
+
+def _murmur2_same_length(data: np.ndarray) -> np.ndarray:
+    rows, length = data.shape
+    h = np.full(rows, _MURMUR2_SEED ^ np.uint32(length), dtype=np.uint32)
+    words = length // 4
+    if words:
+        b = data[:, : words * 4].reshape(rows, words, 4).astype(np.uint32)
+        k_all = b[:, :, 0] | (b[:, :, 1] << 8) | (b[:, :, 2] << 16) | (b[:, :, 3] << 24)
+        for i in range(words):
+            k = k_all[:, i] * _MURMUR2_M
+            k ^= k >> np.uint32(24)
+            k *= _MURMUR2_M
+            h *= _MURMUR2_M
+            h ^= k
+    tail = data[:, words * 4 :].astype(np.uint32)
+    extra = length % 4
+    if extra >= 3:
+        h ^= tail[:, 2] << 16
+    if extra >= 2:
+        h ^= tail[:, 1] << 8
+    if extra >= 1:
+        h ^= tail[:, 0]
+        h *= _MURMUR2_M
+    h ^= h >> np.uint32(13)
+    h *= _MURMUR2_M
+    h ^= h >> np.uint32(15)
+    return h
+
+
+def partitions_for_keys(keys: Sequence[bytes], partitions: int) -> np.ndarray:
+    """The partition (0..partitions-1) Kafka's default partitioner gives every key."""
+    return (murmur2(keys) & np.uint32(0x7FFFFFFF)) % np.uint32(partitions)
 
 
 def build_consumer(

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
+from kafka.partitioner.default import murmur2 as kafka_murmur2
 
 from ridestream.events import RideRequested, encode
 from ridestream.kafka import (
@@ -20,6 +21,7 @@ from ridestream.kafka import (
     build_consumer,
     build_producer,
     create_topics,
+    send_all,
 )
 from ridestream.settings import KafkaSettings
 from ridestream.topics import dead_letter_topic
@@ -228,3 +230,32 @@ def test_exactly_once_an_aborted_batch_is_invisible_to_read_committed(
     run_until(again, echo_to(sink), valid=30)
     committed = read_all(kafka_settings, sink, expect=30)
     assert sorted(r.key for r in committed) == sorted(r.key.encode() for r in rides)
+
+
+def test_send_all_puts_keys_where_the_default_partitioner_does_in_order_with_dead_letters(
+    kafka_settings: KafkaSettings, topic_prefix: str
+) -> None:
+    # send_all appends keyed messages straight to the accumulator on partitions it computes;
+    # messages with headers or without a key go through KafkaProducer.send in between.
+    topic = f"{topic_prefix}out"
+    create_topics(kafka_settings, [topic], partitions=3)
+    outputs = [Outgoing(topic, f"k{n}".encode(), b"v%d" % n) for n in range(300)]
+    outputs.insert(100, Outgoing(topic, b"dead", b"v-dead", (("error.type", b"X"),)))
+    outputs.insert(200, Outgoing(topic, None, b"v-no-key"))
+    producer = build_producer(kafka_settings)
+    try:
+        assert send_all(producer, outputs) == 302
+    finally:
+        producer.close()
+
+    records = read_all(kafka_settings, topic, expect=302)
+    assert sorted(r.value for r in records) == sorted(o.value for o in outputs)
+    for record in records:
+        if record.key is not None:
+            assert record.partition == (kafka_murmur2(record.key) & 0x7FFFFFFF) % 3
+    sent_order = {o.value: n for n, o in enumerate(outputs)}
+    for partition in range(3):
+        order = [sent_order[r.value] for r in records if r.partition == partition]
+        assert order == sorted(order)
+    (dead,) = [r for r in records if r.key == b"dead"]
+    assert dict(dead.headers) == {"error.type": b"X"}
