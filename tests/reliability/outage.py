@@ -100,13 +100,14 @@ def wait_until(what: str, condition: Callable[[], bool], timeout_s: float) -> fl
 
 @dataclass
 class Service:
-    """One service run as a subprocess (python -m <module>), restartable like an orchestrator
+    """One service run as a subprocess (python -m <module> <args>), restartable as an orchestrator
     restarts a container: each run logs to its own file `<name>-<run>.log`."""
 
     name: str
     module: str
     env: dict[str, str]
     log_dir: Path
+    args: tuple[str, ...] = ()
     processes: Processes = field(default_factory=Processes)
     runs: int = 0
     exit_codes: list[int] = field(default_factory=list)
@@ -126,7 +127,7 @@ class Service:
     def start(self, ready_line: str | None = None) -> Service:
         """Start a new run; with `ready_line`, wait until its log shows it."""
         self.runs += 1
-        self.processes.start(self.run_name, ["-m", self.module], self.env, self.log_dir)
+        self.processes.start(self.run_name, ["-m", self.module, *self.args], self.env, self.log_dir)
         log.info("started %s (pid %d)", self.run_name, self.process.pid)
         if ready_line is not None:
             self.wait_for_log(ready_line, SERVICE_START_TIMEOUT_S)
