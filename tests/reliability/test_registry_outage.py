@@ -32,9 +32,10 @@ from ridestream.events import (
     encode,
 )
 from ridestream.kafka import create_topics
+from ridestream.kafka_broker import free_ports
 from ridestream.model import LINEAR
 from ridestream.registry import PREVIOUS, ModelRegistry
-from ridestream.settings import KafkaSettings
+from ridestream.settings import KafkaSettings, MlflowSettings
 from ridestream.topics import Topics
 from tests.integration.predictor.conftest import ride
 from tests.reliability.outage import (
@@ -237,3 +238,47 @@ def test_registry_outage_predictor_keeps_serving_and_retrainer_finishes_the_prom
         len(served_before) + len(served_during) + len(served_after),
         time.monotonic() - started,
     )
+
+
+def test_retrainer_that_runs_out_of_registry_retries_exits_non_zero_and_announces_nothing(
+    kafka_settings: KafkaSettings, topic_prefix: str, group_id: str, tmp_path: Path
+) -> None:
+    (port,) = free_ports(1)  # no registry answers there
+    name = "ride-duration-" + topic_prefix.strip(".")
+    mlflow = MlflowSettings(
+        tracking_uri=f"http://127.0.0.1:{port}",
+        artifact_location=f"mlflow-artifacts:/{name}",
+        experiment=name,
+        model_name=name,
+    )
+    retrainer = Service(
+        "retrainer",
+        "retrainer",
+        service_env(
+            kafka_settings,
+            topic_prefix,
+            mlflow,
+            RETRAINER__GROUP_ID=group_id,
+            RETRAINER__REGISTRY_RETRY_ATTEMPTS="3",
+            RETRAINER__REGISTRY_RETRY_BACKOFF_S="0.2",
+        ),
+        tmp_path,
+    )
+    try:
+        retrainer.start()
+        wait_until("the retrainer exits", lambda: retrainer.exited() is not None, timeout_s=90)
+    finally:
+        retrainer.stop()
+
+    output = retrainer.logs()
+    assert retrainer.exit_codes == [1]
+    assert retrainer.count(RETRY_LINE) == 2  # 3 attempts: 2 waits, then it gives up
+    assert "read the champion failed 3 time(s), giving up" in output
+    assert (
+        output.rstrip()
+        .splitlines()[-1]
+        .startswith(
+            "ridestream retrainer: the MLflow registry did not answer: read the champion failed 3"
+        )
+    )
+    assert promotions(kafka_settings, Topics(topic_prefix).models_updates) == []
