@@ -22,6 +22,9 @@ polling, and alerts arriving meanwhile are coalesced into one next run. A run st
 once the buffer has read rides.completed up to its end offsets as of the alert, so a
 retrainer that lags on rides does not train on a partial window. At start, a champion
 that was moved but never announced gets its `ModelPromoted` (see `retrainer.promotion`).
+Every registry call is retried with bounded exponential backoff (`retrainer.backoff`,
+RIDESTREAM_RETRAINER__REGISTRY_RETRY_*); a registry still unreachable after that ends the
+service with exit code 1 and one line on stderr (the alert stays uncommitted).
 SIGTERM/SIGINT: the training in hand finishes, offsets are committed, clients close.
 """
 
