@@ -172,8 +172,8 @@ class Service:
     def stop(self) -> None:
         """SIGTERM every run still going (SIGKILL after 20 s), close the logs."""
         self.processes.stop_all()
-        for _ in range(len(self.exit_codes), self.runs):
-            self.exited()
+        if self.runs:
+            self.exited()  # the last run's code (earlier runs' were taken before each restart)
 
 
 class MlflowServer:
