@@ -153,28 +153,48 @@ class CrashingService:
         lines = path.read_text(errors="replace").splitlines() if path.exists() else []
         return "\n".join(lines[-LOG_TAIL_LINES:])
 
+    def wait_for(
+        self,
+        size: Callable[[], int],
+        point: int,
+        timeout_s: float = PROGRESS_TIMEOUT_S,
+        while_waiting: Callable[[int], None] | None = None,
+    ) -> int:
+        """Wait until `size()` reaches `point` (calling `while_waiting(size)` meanwhile, e.g. to
+        feed more input); fail if the service exits or makes no such progress. The size."""
+        deadline = time.monotonic() + timeout_s
+        while (seen := size()) < point:
+            self.check_alive()
+            assert time.monotonic() < deadline, (
+                f"{self.name}: output at {seen}, not {point}, after {timeout_s:.0f} s:\n"
+                f"{self.log_tail()}"
+            )
+            if while_waiting is not None:
+                while_waiting(seen)
+            time.sleep(0.02)
+        return seen
+
     def crash_at(
         self,
         size: Callable[[], int],
         points: list[int],
-        timeout_s: float = PROGRESS_TIMEOUT_S,
         settle_s: Callable[[], float] = lambda: 0.0,
+        while_waiting: Callable[[int], None] | None = None,
     ) -> list[int]:
         """Each time `size()` reaches the next of `points`, wait `settle_s()` more, kill -9 and
-        restart at once. Returns the sizes seen at the kills."""
+        restart at once. Returns the output sizes at the kills.
+
+        A point the output had already passed at the last kill is moved to one record past it:
+        each incarnation is killed only after it produced something, never while starting.
+        """
         for point in points:
-            deadline = time.monotonic() + timeout_s
-            while (seen := size()) < point:
-                self.check_alive()
-                assert time.monotonic() < deadline, (
-                    f"{self.name}: output at {seen}, not {point}, after {timeout_s:.0f} s:\n"
-                    f"{self.log_tail()}"
-                )
-                time.sleep(0.02)
+            if self.kills:
+                point = max(point, self.kills[-1] + 1)
+            self.wait_for(size, point, while_waiting=while_waiting)
             time.sleep(settle_s())
             self.kill()
-            self.kills.append(seen)
-            log.info("killed %s at output size %d (point %d)", self.name, seen, point)
+            self.kills.append(size())
+            log.info("killed %s at output size %d (point %d)", self.name, self.kills[-1], point)
             self.start()
         return self.kills
 

@@ -1,0 +1,160 @@
+"""kill -9 of the monitor mid-stream, several times: the windows it publishes are those of an
+uninterrupted run, window by window, none missing, and a window republished after a crash
+carries the same content (issue #5, item 5).
+
+The input is the monitor test's stream (predictions at pickup, completions at drop-off) over
+synthetic rides, in 3-hour windows. The champion and
+its reference come from a real SQLite MLflow registry, as `python -m monitor` reads them. The
+uninterrupted run is the monitor's `run` in a thread, on its own topics and group; the other run
+is `python -m monitor`, killed with SIGKILL each time drift.windows has grown past a random
+(seeded) count, and restarted at once.
+
+The whole input is on the topics before either run starts (a backlog, read in small polls), so
+both runs see the same records whatever the timing; a random pause after each kill point puts
+the kill anywhere in a batch. (A stream fed while the monitor runs is not a fair reference: its
+windows depend on fetch timing even without a crash, see the closing note of issue #8.)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.__main__ import registry_reference_provider
+from monitor.settings import MonitorSettings
+from ridestream.events import DriftWindowClosed, Event
+from ridestream.settings import KafkaSettings, MlflowSettings
+from ridestream.topics import Topics
+from tests.integration.monitor.test_monitor_on_broker import (
+    MonitorThread,
+    alerts_on,
+    produce,
+    ride_events,
+    settings_for,
+    wait_for_windows,
+)
+from tests.integration.predictor.conftest import synthetic_rides
+from tests.reliability.crash import (
+    PROGRESS_TIMEOUT_S,
+    CrashingService,
+    TopicSize,
+    kill_points,
+    register_champion,
+    settings_environment,
+)
+from tests.reliability.topic_io import read_topic
+
+pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.slow]
+
+log = logging.getLogger(__name__)
+
+# Synthetic pickups spread over 28 days; the stream keeps 2021-01-05 .. 01-08 03:00 of them:
+# about 6,400 rides, 270 per 3-hour window (above the 200 that alert rules need).
+RIDES = 60_000
+WINDOW = "3h"
+WINDOWS = 24  # 01-05 00:00 .. 01-07 21:00; the 2 h lateness keeps 01-08 00:00 open
+# Small polls make many batches (and commits), so a kill lands between many different
+# poll/produce/commit steps.
+MAX_POLL_RECORDS = 100
+CRASHES = 3
+# Kill points are drawn among the first 3/4 of the windows: a kill is seen a few windows late
+# (a window closes when every partition has passed it, so they come in bursts).
+KILL_WINDOWS = WINDOWS * 3 // 4
+SEED = 5
+
+
+@pytest.fixture(scope="module")
+def mlflow_settings(tmp_path_factory: pytest.TempPathFactory) -> MlflowSettings:
+    """A SQLite MLflow store of the module's own, with a champion (and its reference) in it."""
+    store = tmp_path_factory.mktemp("mlflow")
+    settings = MlflowSettings(
+        tracking_uri=f"sqlite:///{store}/mlflow.db",
+        artifact_location=str(store / "artifacts"),
+        experiment="crash-monitor",
+        model_name="ride-duration-crash-monitor",
+    )
+    register_champion(settings)
+    return settings
+
+
+def monitor_settings(
+    kafka: KafkaSettings, mlflow: MlflowSettings, prefix: str, group: str, tmp: Path
+) -> MonitorSettings:
+    settings = settings_for(kafka, prefix, group, tmp)
+    options = settings.monitor.model_copy(
+        update={"window": WINDOW, "max_poll_records": MAX_POLL_RECORDS}
+    )
+    return settings.model_copy(update={"mlflow": mlflow, "monitor": options})
+
+
+def changed_fields(expected: Event, got: Event) -> dict[str, tuple[Any, Any]]:
+    """The fields whose values differ: {name: (expected, got)}."""
+    want, have = expected.model_dump(), got.model_dump()
+    return {name: (want[name], have[name]) for name in want if want[name] != have[name]}
+
+
+def test_monitor_killed_mid_stream_publishes_the_uninterrupted_windows(
+    mlflow_settings: MlflowSettings,
+    kafka_settings: KafkaSettings,
+    topic_prefix: str,
+    group_id: str,
+    tmp_path: Path,
+    record_property: Any,
+) -> None:
+    events = ride_events(synthetic_rides(RIDES, seed=SEED), drifted=False)
+    straight, crashed = Topics(topic_prefix + "straight."), Topics(topic_prefix + "crashed.")
+    produce(kafka_settings, straight, events)
+    produce(kafka_settings, crashed, events)
+
+    settings = monitor_settings(
+        kafka_settings, mlflow_settings, straight.prefix, group_id + "-straight", tmp_path
+    )
+    reference = registry_reference_provider(settings)(None)
+    with MonitorThread(settings, reference):
+        expected = wait_for_windows(kafka_settings, straight, WINDOWS, PROGRESS_TIMEOUT_S)
+
+    settings = monitor_settings(
+        kafka_settings, mlflow_settings, crashed.prefix, group_id + "-crashed", tmp_path
+    )
+    rng = random.Random(SEED)
+    points = kill_points(rng, KILL_WINDOWS, CRASHES)
+    log.info("seed %d: kill -9 at window counts %s", SEED, points)
+    monitor = CrashingService("monitor", {**os.environ, **settings_environment(settings)}, tmp_path)
+    size = TopicSize(kafka_settings, crashed.drift_windows)
+    try:
+        monitor.start()
+        monitor.crash_at(size, points, settle_s=lambda: rng.uniform(0.0, 0.1))
+        windows = wait_for_windows(kafka_settings, crashed, WINDOWS, PROGRESS_TIMEOUT_S)
+        monitor.check_alive()
+    finally:
+        size.close()
+        monitor.stop()
+
+    published = read_topic(kafka_settings, crashed.drift_windows, expect=len(windows))
+    per_window = Counter(
+        DriftWindowClosed.model_validate_json(r.value).window_id for r in published
+    )
+    figures = {
+        "rides": sum(w.rides for w in expected.values()),
+        "windows": len(expected),
+        "crashes": len(monitor.kills),
+        "kills_at_window_count": monitor.kills,
+        "window_records": len(published),
+        "windows_republished": sum(n - 1 for n in per_window.values()),
+    }
+    for name, value in figures.items():
+        record_property(name, value)
+    log.info("monitor kill -9: %s", figures)
+
+    assert len(monitor.kills) == CRASHES
+    assert sorted(windows) == sorted(expected), "windows missing or extra after the crashes"
+    for window_id, window in expected.items():
+        differences = changed_fields(window, windows[window_id])
+        assert not differences, f"{window_id} differs from the uninterrupted run: {differences}"
+    assert alerts_on(kafka_settings, crashed) == alerts_on(kafka_settings, straight)
