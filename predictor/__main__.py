@@ -165,6 +165,8 @@ def run(
         max_value_bytes=settings.kafka.max_message_bytes,
         poll_timeout_ms=options.poll_timeout_ms,
         max_records=options.max_poll_records,
+        # The commit round trip (~7 ms) overlaps the next batch instead of adding to latency.
+        commit_in_background=True,
     )
     report = ThroughputLog(
         options.log_interval_s, lambda: holder.serving.version, lambda: consumer_lag(consumer)

@@ -39,7 +39,7 @@ def prediction_payloads(
         return []
     produced_at = produced_at or utc_now()
     columns = list(FEATURES)
-    features = build_features(rides_frame(rides))[columns]
+    features = build_features(rides_frame(rides))
     minutes = predict_features(serving.model, features).tolist()
     # Rows from column lists (native str/int/float): per-row frame access costs ~50x more,
     # and this is ~2x faster than to_dict("records").

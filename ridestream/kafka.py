@@ -9,6 +9,11 @@ One batch goes through five steps, in this order:
 4. produce the handler's outputs and the dead letters, then flush;
 5. commit the input offsets.
 
+With `commit_in_background=True` (the predictor: a commit is a round trip of ~7 ms to a
+Kafka 4 group coordinator, as long as a whole small batch) step 5 sends the commit and the
+loop goes on polling, decoding and handling the next batch while it travels; that batch's
+outputs are produced only once the commit has succeeded, so the guarantee below holds as is.
+
 Committing after the flush is what makes delivery at-least-once: a crash between 4 and 5
 re-delivers the batch, and because every output is keyed by a stable id, duplicates can be
 removed by key downstream. With `exactly_once=True` steps 4 and 5 run inside one Kafka
@@ -181,6 +186,7 @@ class StreamLoop:
         poll_timeout_ms: int = 500,
         max_records: int | None = None,
         commit_gate: CommitGate | None = None,
+        commit_in_background: bool = False,
     ) -> None:
         self.consumer = consumer
         self.producer = producer
@@ -191,6 +197,8 @@ class StreamLoop:
         self.poll_timeout_ms = poll_timeout_ms
         self.max_records = max_records
         self.commit_gate = commit_gate
+        self.commit_in_background = commit_in_background and not exactly_once
+        self._commit_in_flight: tuple[threading.Event, Any, dict[TopicPartition, Any]] | None = None
         self.stats = LoopStats()
         # Next offsets of everything polled so far, per partition still assigned: a commit gate
         # sees them all, so state closed by this batch can release offsets of other partitions.
@@ -203,10 +211,14 @@ class StreamLoop:
         records = [record for partition_records in polled.values() for record in partition_records]
         batch = BatchStats(polled=len(records))
         if not records:
+            self.finish_commit()
             return batch
 
         received, dead = self._decode(records)
         outputs = list(handle(received))
+        # Nothing of this batch reaches the producer before the previous batch's offsets are
+        # committed: a crash re-delivers at most the batch in hand, as with a blocking commit.
+        self.finish_commit()
         batch.valid, batch.dead_letters = len(received), len(dead)
         batch.produced = len(outputs)
 
@@ -229,6 +241,7 @@ class StreamLoop:
             batch = self.run_once(handle)
             if on_batch is not None:
                 on_batch(batch)
+        self.finish_commit()
         return self.stats
 
     def _decode(self, records: Sequence[Any]) -> tuple[list[Received], list[Outgoing]]:
@@ -274,8 +287,28 @@ class StreamLoop:
                 raise
             return
         send_all(self.producer, outputs)
-        if to_commit:
+        if not to_commit:
+            return
+        if not self.commit_in_background:
             self.consumer.commit(offsets=to_commit)
+            return
+        done = threading.Event()
+        future = self.consumer.commit_async(offsets=to_commit)
+        future.add_both(lambda _result: done.set())
+        self._commit_in_flight = (done, future, to_commit)
+
+    def finish_commit(self, timeout_s: float = 60.0) -> None:
+        """Wait for the offset commit still in flight (`commit_in_background`). A commit that
+        failed with a retriable error is made again, blocking (kafka-python's commit retries);
+        any other failure is raised, as a blocking commit would have raised it."""
+        if self._commit_in_flight is None:
+            return
+        done, future, offsets = self._commit_in_flight
+        self._commit_in_flight = None
+        if not done.wait(timeout_s) or future.retriable():
+            self.consumer.commit(offsets=offsets)
+        elif future.failed():
+            raise future.exception
 
 
 def send_all(producer: KafkaProducer, outputs: Iterable[Outgoing]) -> int:

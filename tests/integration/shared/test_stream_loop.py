@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime, timedelta
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.partitioner.default import murmur2 as kafka_murmur2
 
 from ridestream.events import RideRequested, encode
@@ -259,3 +259,33 @@ def test_send_all_puts_keys_where_the_default_partitioner_does_in_order_with_dea
         assert order == sorted(order)
     (dead,) = [r for r in records if r.key == b"dead"]
     assert dict(dead.headers) == {"error.type": b"X"}
+
+
+def test_a_commit_in_background_is_finished_when_the_loop_stops(
+    kafka_settings: KafkaSettings, topic_prefix: str, group_id: str
+) -> None:
+    source, sink = f"{topic_prefix}in", f"{topic_prefix}out"
+    create_topics(kafka_settings, [source, sink, dead_letter_topic(source)], partitions=2)
+    rides = [ride(n) for n in range(40)]
+    produce(kafka_settings, source, [(r.key.encode(), encode(r)) for r in rides])
+    consumer = build_consumer(kafka_settings, group_id=group_id, topics=[source])
+    loop = StreamLoop(
+        consumer=consumer,
+        producer=build_producer(kafka_settings),
+        service="test-service",
+        decoders={source: RideRequested},
+        poll_timeout_ms=300,
+        max_records=7,  # several batches, so commits overlap batches
+        commit_in_background=True,
+    )
+    run_until(loop, echo_to(sink), valid=40)
+
+    assert sorted(r.key for r in read_all(kafka_settings, sink, expect=40)) == sorted(
+        r.key.encode() for r in rides
+    )
+    admin = KafkaAdminClient(**kafka_settings.client_config())
+    try:
+        committed = admin.list_group_offsets(group_id)[group_id]
+    finally:
+        admin.close()
+    assert sum(o.offset for o in committed.values()) == 40

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.preprocessing import TargetEncoder
 
-from ridestream.features import TARGET
-from ridestream.model import build_pipeline, evaluate, fit, predict, score
+from ridestream.features import TARGET, build_features
+from ridestream.model import build_pipeline, evaluate, fit, predict, predict_features, score
 
 
 @pytest.mark.parametrize("kind", ["gbm", "linear"])
@@ -54,3 +55,28 @@ def test_score_reports_rmse_mae_and_count() -> None:
 def test_predict_on_no_rides_is_empty(train_rides: pd.DataFrame) -> None:
     model = fit("linear", train_rides)
     assert predict(model, train_rides.head(0)).shape == (0,)
+
+
+def test_gbm_predictions_equal_the_pipelines_own_predict(
+    train_rides: pd.DataFrame, val_rides: pd.DataFrame
+) -> None:
+    # predict_features skips the ColumnTransformer for gbm pipelines; the numbers must not move,
+    # zones never seen in training (the target mean) included.
+    model = fit("gbm", train_rides.head(500))
+    features = build_features(val_rides)
+    assert set(features["PU_DO"]) - set(build_features(train_rides.head(500))["PU_DO"])
+
+    assert np.array_equal(predict_features(model, features), model.predict(features))
+    one = features.head(1)
+    assert np.array_equal(predict_features(model, one), model.predict(one))
+
+
+def test_zone_encoder_encodes_as_sklearns_target_encoder(
+    train_rides: pd.DataFrame, val_rides: pd.DataFrame
+) -> None:
+    model = fit("gbm", train_rides.head(500))
+    encoder = model[0].named_transformers_["zones"]
+    zones = build_features(val_rides)[list(encoder.feature_names_in_)]
+    zones.iloc[0, 0] = "no such zone"
+
+    assert np.array_equal(encoder.transform(zones), TargetEncoder.transform(encoder, zones))
