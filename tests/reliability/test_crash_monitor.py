@@ -1,18 +1,18 @@
-"""kill -9 of the monitor mid-stream, several times: the windows it publishes are those of an
+"""kill -9 of the monitor mid-stream, twice: the windows it publishes are those of an
 uninterrupted run, window by window, none missing, and a window republished after a crash
-carries the same content (issue #5, item 5).
+carries the same content (issue #5, item 5). And what a crash of the predictor upstream does
+to the monitor's windows.
 
 The input is the monitor test's stream (predictions at pickup, completions at drop-off) over
-synthetic rides, in 3-hour windows. The champion and
-its reference come from a real SQLite MLflow registry, as `python -m monitor` reads them. The
-uninterrupted run is the monitor's `run` in a thread, on its own topics and group; the other run
-is `python -m monitor`, killed with SIGKILL each time drift.windows has grown past a random
+synthetic rides, in 3-hour windows. The champion and its reference come from a real SQLite
+MLflow registry, as `python -m monitor` reads them. The uninterrupted run is the monitor's `run`
+in a thread, on topics and a group of its own (once per module); the crashed one is
+`python -m monitor`, killed with SIGKILL each time drift.windows has grown past a random
 (seeded) count, and restarted at once.
 
 The whole input is on the topics before either run starts (a backlog, read in small polls), so
 both runs see the same records whatever the timing; a random pause after each kill point puts
-the kill anywhere in a batch. (A stream fed while the monitor runs is not a fair reference: its
-windows depend on fetch timing even without a crash, see the closing note of issue #8.)
+the kill anywhere in a batch.
 """
 
 from __future__ import annotations
@@ -20,18 +20,24 @@ from __future__ import annotations
 import logging
 import os
 import random
+import time
+import uuid
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from monitor.__main__ import registry_reference_provider
+from monitor.drift import Reference
 from monitor.settings import MonitorSettings
-from ridestream.events import DriftWindowClosed, Event
+from ridestream.events import DriftDetected, DriftWindowClosed, DurationPredicted, Event
 from ridestream.settings import KafkaSettings, MlflowSettings
 from ridestream.topics import Topics
 from tests.integration.monitor.test_monitor_on_broker import (
+    FIRST_PICKUP,
     MonitorThread,
     alerts_on,
     produce,
@@ -62,11 +68,14 @@ WINDOWS = 24  # 01-05 00:00 .. 01-07 21:00; the 2 h lateness keeps 01-08 00:00 o
 # Small polls make many batches (and commits), so a kill lands between many different
 # poll/produce/commit steps.
 MAX_POLL_RECORDS = 100
-CRASHES = 3
+CRASHES = 2
 # Kill points are drawn among the first 3/4 of the windows: a kill is seen a few windows late
 # (a window closes when every partition has passed it, so they come in bursts).
 KILL_WINDOWS = WINDOWS * 3 // 4
 SEED = 5
+# The predictor goes down at noon on the second day: its predictions from then on reach
+# rides.predictions only after it restarted, when the completions are all in.
+PREDICTOR_DOWN_AT = pd.Timestamp(FIRST_PICKUP) + pd.Timedelta(hours=36)
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +90,37 @@ def mlflow_settings(tmp_path_factory: pytest.TempPathFactory) -> MlflowSettings:
     )
     register_champion(settings)
     return settings
+
+
+@dataclass(frozen=True)
+class Uninterrupted:
+    """The input stream and what the monitor made of it, run without interruption."""
+
+    events: list[Event]
+    reference: Reference
+    windows: dict[str, DriftWindowClosed]
+    alerts: dict[str, DriftDetected]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(
+    mlflow_settings: MlflowSettings,
+    kafka_bootstrap: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Uninterrupted:
+    """The monitor's `run` in a thread over the whole stream, on topics of its own."""
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
+    name = f"crash-straight-{uuid.uuid4().hex[:8]}"
+    topics = Topics(name + ".")
+    events = ride_events(synthetic_rides(RIDES, seed=SEED), drifted=False)
+    produce(kafka, topics, events)
+    settings = monitor_settings(
+        kafka, mlflow_settings, topics.prefix, name, tmp_path_factory.mktemp("straight")
+    )
+    reference = registry_reference_provider(settings)(None)
+    with MonitorThread(settings, reference):
+        windows = wait_for_windows(kafka, topics, WINDOWS, PROGRESS_TIMEOUT_S)
+    return Uninterrupted(events, reference, windows, alerts_on(kafka, topics))
 
 
 def monitor_settings(
@@ -100,6 +140,7 @@ def changed_fields(expected: Event, got: Event) -> dict[str, tuple[Any, Any]]:
 
 
 def test_monitor_killed_mid_stream_publishes_the_uninterrupted_windows(
+    uninterrupted: Uninterrupted,
     mlflow_settings: MlflowSettings,
     kafka_settings: KafkaSettings,
     topic_prefix: str,
@@ -107,21 +148,10 @@ def test_monitor_killed_mid_stream_publishes_the_uninterrupted_windows(
     tmp_path: Path,
     record_property: Any,
 ) -> None:
-    events = ride_events(synthetic_rides(RIDES, seed=SEED), drifted=False)
-    straight, crashed = Topics(topic_prefix + "straight."), Topics(topic_prefix + "crashed.")
-    produce(kafka_settings, straight, events)
-    produce(kafka_settings, crashed, events)
-
-    settings = monitor_settings(
-        kafka_settings, mlflow_settings, straight.prefix, group_id + "-straight", tmp_path
-    )
-    reference = registry_reference_provider(settings)(None)
-    with MonitorThread(settings, reference):
-        expected = wait_for_windows(kafka_settings, straight, WINDOWS, PROGRESS_TIMEOUT_S)
-
-    settings = monitor_settings(
-        kafka_settings, mlflow_settings, crashed.prefix, group_id + "-crashed", tmp_path
-    )
+    expected = uninterrupted.windows
+    crashed = Topics(topic_prefix)
+    produce(kafka_settings, crashed, uninterrupted.events)
+    settings = monitor_settings(kafka_settings, mlflow_settings, crashed.prefix, group_id, tmp_path)
     rng = random.Random(SEED)
     points = kill_points(rng, KILL_WINDOWS, CRASHES)
     log.info("seed %d: kill -9 at window counts %s", SEED, points)
@@ -157,4 +187,51 @@ def test_monitor_killed_mid_stream_publishes_the_uninterrupted_windows(
     for window_id, window in expected.items():
         differences = changed_fields(window, windows[window_id])
         assert not differences, f"{window_id} differs from the uninterrupted run: {differences}"
-    assert alerts_on(kafka_settings, crashed) == alerts_on(kafka_settings, straight)
+    assert alerts_on(kafka_settings, crashed) == uninterrupted.alerts
+
+
+class CountingMonitor(MonitorThread):
+    """The monitor in a thread, counting the records it has polled."""
+
+    polled = 0
+
+    def _on_batch(self, batch: Any) -> None:
+        self.polled += batch.polled
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="monitor.join: a caught-up partition holds nothing back, so while the predictor is "
+    "down the completions alone move the watermark and the windows close without its "
+    "predictions (diagnosis and fix: closing note of issue #8)",
+)
+def test_predictions_held_up_by_a_predictor_restart_leave_the_windows_unchanged(
+    uninterrupted: Uninterrupted,
+    mlflow_settings: MlflowSettings,
+    kafka_settings: KafkaSettings,
+    topic_prefix: str,
+    group_id: str,
+    tmp_path: Path,
+) -> None:
+    events = uninterrupted.events
+    held_up = [
+        e
+        for e in events
+        if isinstance(e, DurationPredicted) and pd.Timestamp(e.event_time) >= PREDICTOR_DOWN_AT
+    ]
+    held_ids = {id(e) for e in held_up}
+    on_time = [e for e in events if id(e) not in held_ids]
+    delayed = Topics(topic_prefix)
+    produce(kafka_settings, delayed, on_time)
+    settings = monitor_settings(kafka_settings, mlflow_settings, delayed.prefix, group_id, tmp_path)
+    with CountingMonitor(settings, uninterrupted.reference) as monitor:
+        deadline = time.monotonic() + PROGRESS_TIMEOUT_S
+        while monitor.polled < len(on_time):  # it has read all there is while the predictor is down
+            assert monitor.error is None and time.monotonic() < deadline, monitor.error
+            time.sleep(0.05)
+        produce(kafka_settings, delayed, held_up)  # the restarted predictor catches up
+        windows = wait_for_windows(kafka_settings, delayed, WINDOWS, PROGRESS_TIMEOUT_S)
+
+    expected = uninterrupted.windows
+    changed = {w: changed_fields(expected[w], windows[w]) for w in expected}
+    assert not {w: fields for w, fields in changed.items() if fields}, "windows changed"
