@@ -1,5 +1,5 @@
-"""Crash injection for the reliability tests: a service as a real process (`python -m <service>`),
-killed with SIGKILL when its output topic has grown past chosen sizes, and restarted at once.
+"""Crash injection for the reliability tests: a service as a real process (`outage.Service`),
+killed with SIGKILL each time its output topic has grown past a chosen size, restarted at once.
 
 The sizes are drawn from a seeded RNG, so a failing run can be replayed with the same kill
 points (the seed is in the log). A kill by size lands wherever the service happens to be at
@@ -10,52 +10,46 @@ services take no setting for: the dead consumer stays in its group until its ses
 (kafka-python 3: `session_timeout_ms` 45 s, and the restarted incarnation gets no partition
 until then), and an exactly-once predictor's open transaction holds back `read_committed`
 readers and the group's offset fetch until `transaction_timeout_ms` (60 s) + the broker's
-10 s abort check. At those defaults three crashes cost minutes of waiting, so the child runs
-the service module unchanged with lower kafka-python defaults (`CONSUMER_DEFAULTS`,
-`PRODUCER_DEFAULTS`): the same broker mechanisms (session expiry, abort on timeout), sooner.
+10 s abort check. At those defaults three crashes cost minutes of waiting, so the service runs
+through this module (`python -m tests.reliability.crash <module>`), which lowers those
+kafka-python defaults (`CONSUMER_DEFAULTS`, `PRODUCER_DEFAULTS`) and then runs the module
+exactly as `python -m <module>` does: the same broker mechanisms (session expiry, abort on
+timeout), sooner.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
-import signal
-import subprocess
+import runpy
+import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from pydantic import BaseModel, SecretStr
 
-from ridestream.demo import Processes
 from ridestream.settings import KafkaSettings, MlflowSettings
-from ridestream.training import train_and_register
-from tests.integration.predictor.conftest import synthetic_rides
+
+if TYPE_CHECKING:  # the launcher below runs in the service's process: it imports no test code
+    from tests.reliability.outage import Service
 
 log = logging.getLogger(__name__)
 
+REPO = Path(__file__).resolve().parents[2]
+LAUNCHER = "tests.reliability.crash"  # this module, as `python -m` runs it
 ENV_PREFIX = "RIDESTREAM_"
-# A cold start of a service on a loaded 2-core machine (imports, registry, group join) and the
-# time the group coordinator takes to drop a killed member: generous, it is a deadline.
+# A cold start of a service on a loaded 2-core machine (imports, registry, group join):
+# generous, it is a deadline.
 PROGRESS_TIMEOUT_S = 120.0
-LOG_TAIL_LINES = 15
-# kafka-python defaults in the child process (see the module docstring). 6 s is the broker's
-# group.min.session.timeout.ms; heartbeats at a third of the session, as Kafka advises.
+LOG_TAIL_CHARS = 3_000
+# kafka-python defaults in the service's process (see the module docstring). 6 s is the
+# broker's group.min.session.timeout.ms; heartbeats at a third of the session, as Kafka advises.
 CONSUMER_DEFAULTS = {"session_timeout_ms": 6_000, "heartbeat_interval_ms": 2_000}
 PRODUCER_DEFAULTS = {"transaction_timeout_ms": 10_000}
-
-
-def launcher(module: str) -> list[str]:
-    """Arguments for `python` that run `module` as `-m` does, with the lower client defaults."""
-    code = (
-        "import runpy, kafka; "
-        f"kafka.KafkaConsumer.DEFAULT_CONFIG.update({CONSUMER_DEFAULTS!r}); "
-        f"kafka.KafkaProducer.DEFAULT_CONFIG.update({PRODUCER_DEFAULTS!r}); "
-        f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
-    )
-    return ["-c", code]
 
 
 def settings_environment(settings: BaseModel, prefix: str = ENV_PREFIX) -> dict[str, str]:
@@ -72,23 +66,33 @@ def settings_environment(settings: BaseModel, prefix: str = ENV_PREFIX) -> dict[
     return env
 
 
-def register_champion(mlflow: MlflowSettings) -> str:
-    """Train a small model on synthetic rides and register it as champion; its version."""
-    trained = train_and_register(
-        mlflow,
-        synthetic_rides(1_500, seed=35),
-        synthetic_rides(1_000, seed=99),
-        "gbm",
-        {"test": "crash"},
-        promote=True,
+def crashable(module: str, settings: BaseModel, log_dir: Path) -> Service:
+    """`python -m <module>` with `settings`, as a Service run through this module's launcher
+    (not started yet)."""
+    from tests.reliability.outage import Service
+
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, **settings_environment(settings), "PYTHONPATH": path}
+    return Service(module, LAUNCHER, env, log_dir, (module,))
+
+
+def champion_store(folder: Path, name: str) -> MlflowSettings:
+    """A SQLite MLflow store in `folder` with a champion of model `name` (and its reference)."""
+    from tests.reliability.outage import register_champion
+
+    settings = MlflowSettings(
+        tracking_uri=f"sqlite:///{folder}/mlflow.db",
+        artifact_location=str(folder / "artifacts"),
+        experiment=name,
+        model_name=name,
     )
-    return trained.info.version
+    register_champion(settings)
+    return settings
 
 
 def kill_points(rng: random.Random, total: int, crashes: int) -> list[int]:
     """`crashes` output sizes to kill at, one drawn in each of `crashes` equal slices of the
-    middle 90 % of `total`: every kill lands mid-stream, and after the restart before it has
-    made progress."""
+    middle 90 % of `total`: every kill lands mid-stream."""
     span = 0.9 * total / crashes
     return [int(0.05 * total + span * (i + rng.uniform(0.1, 0.9))) for i in range(crashes)]
 
@@ -109,95 +113,56 @@ class TopicSize:
         self.consumer.close()
 
 
-@dataclass
-class CrashingService:
-    """`python -m <module>` with its settings in the environment: started, killed -9, restarted.
+def wait_for_output(
+    service: Service, size: Callable[[], int], point: int, timeout_s: float = PROGRESS_TIMEOUT_S
+) -> int:
+    """Wait until `size()` reaches `point`; fail with the log tail if the service exits or
+    makes no such progress in time. The size."""
+    deadline = time.monotonic() + timeout_s
+    while (seen := size()) < point:
+        code = service.exited()
+        tail = service.log_file.read_text(errors="replace")[-LOG_TAIL_CHARS:]
+        assert code is None, f"{service.run_name} exited with code {code}:\n{tail}"
+        assert time.monotonic() < deadline, (
+            f"{service.run_name}: output at {seen}, not {point}, after {timeout_s:.0f} s:\n{tail}"
+        )
+        time.sleep(0.02)
+    return seen
 
-    Every incarnation logs to its own file `<module>-<n>.log` under `log_dir`.
+
+def crash_at(
+    service: Service,
+    size: Callable[[], int],
+    points: list[int],
+    settle_s: Callable[[], float] = lambda: 0.0,
+) -> list[int]:
+    """Each time `size()` reaches the next of `points`, wait `settle_s()` more, kill -9 the
+    service and restart it at once. The output sizes at the kills.
+
+    A point the output had already passed at the last kill moves to one record past it: each
+    incarnation is killed only after it produced something, never while it starts.
     """
+    kills: list[int] = []
+    for point in points:
+        wait_for_output(service, size, max([point, *(k + 1 for k in kills[-1:])]))
+        time.sleep(settle_s())
+        service.process.kill()  # SIGKILL: no handler runs, nothing is flushed or committed
+        service.process.wait()
+        service.exited()
+        kills.append(size())
+        log.info("killed %s at output size %d (point %d)", service.run_name, kills[-1], point)
+        service.start()
+    return kills
 
-    module: str
-    env: dict[str, str]
-    log_dir: Path
-    processes: Processes = field(default_factory=Processes)
-    incarnations: int = 0
-    kills: list[int] = field(default_factory=list)
 
-    @property
-    def name(self) -> str:
-        return f"{self.module}-{self.incarnations}"
+def main(argv: list[str]) -> None:
+    """`python -m tests.reliability.crash <module> [args]`: run `module` as `python -m` does,
+    with the lower kafka-python defaults."""
+    KafkaConsumer.DEFAULT_CONFIG.update(CONSUMER_DEFAULTS)
+    KafkaProducer.DEFAULT_CONFIG.update(PRODUCER_DEFAULTS)
+    sys.argv = argv
+    runpy.run_module(argv[0], run_name="__main__", alter_sys=True)
 
-    @property
-    def process(self) -> subprocess.Popen[bytes]:
-        return self.processes.running[self.name]
 
-    def start(self) -> CrashingService:
-        """Start a new incarnation."""
-        self.incarnations += 1
-        self.processes.start(self.name, launcher(self.module), self.env, self.log_dir)
-        return self
-
-    def kill(self) -> None:
-        """SIGKILL the running incarnation: no handler runs, nothing is flushed or committed."""
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-
-    def check_alive(self) -> None:
-        """Fail with the tail of its log if the incarnation exited on its own."""
-        code = self.process.poll()
-        assert code is None, f"{self.name} exited with code {code}:\n{self.log_tail()}"
-
-    def log_tail(self) -> str:
-        """The last lines the running incarnation wrote."""
-        path = self.log_dir / f"{self.name}.log"
-        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
-        return "\n".join(lines[-LOG_TAIL_LINES:])
-
-    def wait_for(
-        self,
-        size: Callable[[], int],
-        point: int,
-        timeout_s: float = PROGRESS_TIMEOUT_S,
-        while_waiting: Callable[[int], None] | None = None,
-    ) -> int:
-        """Wait until `size()` reaches `point` (calling `while_waiting(size)` meanwhile, e.g. to
-        feed more input); fail if the service exits or makes no such progress. The size."""
-        deadline = time.monotonic() + timeout_s
-        while (seen := size()) < point:
-            self.check_alive()
-            assert time.monotonic() < deadline, (
-                f"{self.name}: output at {seen}, not {point}, after {timeout_s:.0f} s:\n"
-                f"{self.log_tail()}"
-            )
-            if while_waiting is not None:
-                while_waiting(seen)
-            time.sleep(0.02)
-        return seen
-
-    def crash_at(
-        self,
-        size: Callable[[], int],
-        points: list[int],
-        settle_s: Callable[[], float] = lambda: 0.0,
-        while_waiting: Callable[[int], None] | None = None,
-    ) -> list[int]:
-        """Each time `size()` reaches the next of `points`, wait `settle_s()` more, kill -9 and
-        restart at once. Returns the output sizes at the kills.
-
-        A point the output had already passed at the last kill is moved to one record past it:
-        each incarnation is killed only after it produced something, never while starting.
-        """
-        for point in points:
-            if self.kills:
-                point = max(point, self.kills[-1] + 1)
-            self.wait_for(size, point, while_waiting=while_waiting)
-            time.sleep(settle_s())
-            self.kill()
-            self.kills.append(size())
-            log.info("killed %s at output size %d (point %d)", self.name, self.kills[-1], point)
-            self.start()
-        return self.kills
-
-    def stop(self) -> None:
-        """SIGTERM the running incarnation (it finishes its batch and commits); close the logs."""
-        self.processes.stop_all()
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -18,7 +18,6 @@ the kill anywhere in a batch.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 import uuid
@@ -48,11 +47,11 @@ from tests.integration.monitor.test_monitor_on_broker import (
 from tests.integration.predictor.conftest import synthetic_rides
 from tests.reliability.crash import (
     PROGRESS_TIMEOUT_S,
-    CrashingService,
     TopicSize,
+    champion_store,
+    crash_at,
+    crashable,
     kill_points,
-    register_champion,
-    settings_environment,
 )
 from tests.reliability.topic_io import read_topic
 
@@ -81,15 +80,7 @@ PREDICTOR_DOWN_AT = pd.Timestamp(FIRST_PICKUP) + pd.Timedelta(hours=36)
 @pytest.fixture(scope="module")
 def mlflow_settings(tmp_path_factory: pytest.TempPathFactory) -> MlflowSettings:
     """A SQLite MLflow store of the module's own, with a champion (and its reference) in it."""
-    store = tmp_path_factory.mktemp("mlflow")
-    settings = MlflowSettings(
-        tracking_uri=f"sqlite:///{store}/mlflow.db",
-        artifact_location=str(store / "artifacts"),
-        experiment="crash-monitor",
-        model_name="ride-duration-crash-monitor",
-    )
-    register_champion(settings)
-    return settings
+    return champion_store(tmp_path_factory.mktemp("mlflow"), "ride-duration-crash-monitor")
 
 
 @dataclass(frozen=True)
@@ -133,6 +124,18 @@ def monitor_settings(
     return settings.model_copy(update={"mlflow": mlflow, "monitor": options})
 
 
+@pytest.fixture
+def settings(
+    mlflow_settings: MlflowSettings,
+    kafka_settings: KafkaSettings,
+    topic_prefix: str,
+    group_id: str,
+    tmp_path: Path,
+) -> MonitorSettings:
+    """Monitor settings for the test's own topics and group, and the module's registry."""
+    return monitor_settings(kafka_settings, mlflow_settings, topic_prefix, group_id, tmp_path)
+
+
 def changed_fields(expected: Event, got: Event) -> dict[str, tuple[Any, Any]]:
     """The fields whose values differ: {name: (expected, got)}."""
     want, have = expected.model_dump(), got.model_dump()
@@ -140,28 +143,21 @@ def changed_fields(expected: Event, got: Event) -> dict[str, tuple[Any, Any]]:
 
 
 def test_monitor_killed_mid_stream_publishes_the_uninterrupted_windows(
-    uninterrupted: Uninterrupted,
-    mlflow_settings: MlflowSettings,
-    kafka_settings: KafkaSettings,
-    topic_prefix: str,
-    group_id: str,
-    tmp_path: Path,
-    record_property: Any,
+    uninterrupted: Uninterrupted, settings: MonitorSettings, tmp_path: Path, record_property: Any
 ) -> None:
     expected = uninterrupted.windows
-    crashed = Topics(topic_prefix)
+    kafka_settings, crashed = settings.kafka, settings.topics
     produce(kafka_settings, crashed, uninterrupted.events)
-    settings = monitor_settings(kafka_settings, mlflow_settings, crashed.prefix, group_id, tmp_path)
     rng = random.Random(SEED)
     points = kill_points(rng, KILL_WINDOWS, CRASHES)
     log.info("seed %d: kill -9 at window counts %s", SEED, points)
-    monitor = CrashingService("monitor", {**os.environ, **settings_environment(settings)}, tmp_path)
+    monitor = crashable("monitor", settings, tmp_path)
     size = TopicSize(kafka_settings, crashed.drift_windows)
     try:
         monitor.start()
-        monitor.crash_at(size, points, settle_s=lambda: rng.uniform(0.0, 0.1))
+        kills = crash_at(monitor, size, points, settle_s=lambda: rng.uniform(0.0, 0.1))
         windows = wait_for_windows(kafka_settings, crashed, WINDOWS, PROGRESS_TIMEOUT_S)
-        monitor.check_alive()
+        assert monitor.exited() is None, monitor.logs()[-3000:]
     finally:
         size.close()
         monitor.stop()
@@ -173,8 +169,8 @@ def test_monitor_killed_mid_stream_publishes_the_uninterrupted_windows(
     figures = {
         "rides": sum(w.rides for w in expected.values()),
         "windows": len(expected),
-        "crashes": len(monitor.kills),
-        "kills_at_window_count": monitor.kills,
+        "crashes": len(kills),
+        "kills_at_window_count": kills,
         "window_records": len(published),
         "windows_republished": sum(n - 1 for n in per_window.values()),
     }
@@ -182,7 +178,7 @@ def test_monitor_killed_mid_stream_publishes_the_uninterrupted_windows(
         record_property(name, value)
     log.info("monitor kill -9: %s", figures)
 
-    assert len(monitor.kills) == CRASHES
+    assert len(kills) == CRASHES
     assert sorted(windows) == sorted(expected), "windows missing or extra after the crashes"
     for window_id, window in expected.items():
         differences = changed_fields(window, windows[window_id])
@@ -206,12 +202,7 @@ class CountingMonitor(MonitorThread):
     "predictions (diagnosis and fix: closing note of issue #8)",
 )
 def test_predictions_held_up_by_a_predictor_restart_leave_the_windows_unchanged(
-    uninterrupted: Uninterrupted,
-    mlflow_settings: MlflowSettings,
-    kafka_settings: KafkaSettings,
-    topic_prefix: str,
-    group_id: str,
-    tmp_path: Path,
+    uninterrupted: Uninterrupted, settings: MonitorSettings
 ) -> None:
     events = uninterrupted.events
     held_up = [
@@ -221,9 +212,8 @@ def test_predictions_held_up_by_a_predictor_restart_leave_the_windows_unchanged(
     ]
     held_ids = {id(e) for e in held_up}
     on_time = [e for e in events if id(e) not in held_ids]
-    delayed = Topics(topic_prefix)
+    kafka_settings, delayed = settings.kafka, settings.topics
     produce(kafka_settings, delayed, on_time)
-    settings = monitor_settings(kafka_settings, mlflow_settings, delayed.prefix, group_id, tmp_path)
     with CountingMonitor(settings, uninterrupted.reference) as monitor:
         deadline = time.monotonic() + PROGRESS_TIMEOUT_S
         while monitor.polled < len(on_time):  # it has read all there is while the predictor is down

@@ -16,7 +16,6 @@ with `-o log_cli=true` or in `--junitxml`.
 from __future__ import annotations
 
 import logging
-import os
 import random
 from collections import Counter
 from pathlib import Path
@@ -29,13 +28,7 @@ from ridestream.events import encode
 from ridestream.kafka import create_topics
 from ridestream.settings import KafkaSettings, MlflowSettings
 from tests.integration.predictor.conftest import ride
-from tests.reliability.crash import (
-    CrashingService,
-    TopicSize,
-    kill_points,
-    register_champion,
-    settings_environment,
-)
+from tests.reliability.crash import TopicSize, champion_store, crash_at, crashable, kill_points
 from tests.reliability.topic_io import RawRecord, produce_raw, read_until_keys
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.slow]
@@ -54,15 +47,7 @@ READ_TIMEOUT_S = 240.0
 @pytest.fixture(scope="module")
 def mlflow_settings(tmp_path_factory: pytest.TempPathFactory) -> MlflowSettings:
     """A SQLite MLflow store of the module's own, with a champion in it."""
-    store = tmp_path_factory.mktemp("mlflow")
-    settings = MlflowSettings(
-        tracking_uri=f"sqlite:///{store}/mlflow.db",
-        artifact_location=str(store / "artifacts"),
-        experiment="crash-predictor",
-        model_name="ride-duration-crash",
-    )
-    register_champion(settings)
-    return settings
+    return champion_store(tmp_path_factory.mktemp("mlflow"), "ride-duration-crash")
 
 
 @pytest.fixture(scope="module")
@@ -103,15 +88,13 @@ def test_predictor_killed_mid_stream_predicts_every_ride(
     points = kill_points(rng, RIDES, CRASHES)
     log.info("seed %s: kill -9 at output sizes %s", seed, points)
 
-    predictor = CrashingService(
-        "predictor", {**os.environ, **settings_environment(settings)}, tmp_path
-    )
+    predictor = crashable("predictor", settings, tmp_path)
     size = TopicSize(kafka_settings, topics.rides_predictions)
     keys = {key for key, _ in ride_records if key is not None}
     try:
         predictor.start()
         # A random pause after each point, so kills land anywhere in the batch cycle.
-        predictor.crash_at(size, points, settle_s=lambda: rng.uniform(0.0, 0.1))
+        kills = crash_at(predictor, size, points, settle_s=lambda: rng.uniform(0.0, 0.1))
         records = read_until_keys(
             kafka_settings,
             topics.rides_predictions,
@@ -119,7 +102,7 @@ def test_predictor_killed_mid_stream_predicts_every_ride(
             timeout_s=READ_TIMEOUT_S,
             committed_only=exactly_once,
         )
-        predictor.check_alive()
+        assert predictor.exited() is None, predictor.logs()[-3000:]
     finally:
         size.close()
         predictor.stop()
@@ -129,8 +112,8 @@ def test_predictor_killed_mid_stream_predicts_every_ride(
     bound = CRASHES * settings.predictor.max_poll_records
     figures = {
         "rides": RIDES,
-        "crashes": len(predictor.kills),
-        "kills_at_output_size": predictor.kills,
+        "crashes": len(kills),
+        "kills_at_output_size": kills,
         "predictions_read": len(records),
         "duplicates": duplicates,
         "duplicate_bound": 0 if exactly_once else bound,
@@ -139,7 +122,7 @@ def test_predictor_killed_mid_stream_predicts_every_ride(
         record_property(name, value)
     log.info("predictor kill -9 (%s): %s", seed.split("-", 1)[1], figures)
 
-    assert len(predictor.kills) == CRASHES
+    assert len(kills) == CRASHES
     assert keys - per_ride.keys() == set(), "rides without a prediction"
     assert per_ride.keys() - keys == set(), "predictions of rides never requested"
     if exactly_once:
