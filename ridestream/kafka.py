@@ -33,7 +33,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -67,8 +67,9 @@ DEAD_LETTER_HEADROOM_BYTES = 64 * 1024
 DEAD_LETTER_MAX_VALUE_BYTES = BROKER_MAX_MESSAGE_BYTES - DEAD_LETTER_HEADROOM_BYTES
 
 
-@dataclass(frozen=True, slots=True)
-class Received:
+# Received and Outgoing are made once per message: named tuples, because a frozen dataclass
+# costs twice as much to build (~0.6 us against ~0.3; 2 per ride in the predictor).
+class Received(NamedTuple):
     """A valid event and where it came from."""
 
     topic: str
@@ -77,8 +78,7 @@ class Received:
     event: Event
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
+class Outgoing(NamedTuple):
     """A message to produce: topic, key, value bytes and headers."""
 
     topic: str
