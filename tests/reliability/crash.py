@@ -46,6 +46,9 @@ ENV_PREFIX = "RIDESTREAM_"
 # generous, it is a deadline.
 PROGRESS_TIMEOUT_S = 120.0
 LOG_TAIL_CHARS = 3_000
+# How often the output size is asked while waiting for a kill point: often enough to kill
+# within a batch or two, seldom enough to leave the 2 cores to the service.
+POLL_INTERVAL_S = 0.05
 # kafka-python defaults in the service's process (see the module docstring). 6 s is the
 # broker's group.min.session.timeout.ms; heartbeats at a third of the session, as Kafka advises.
 CONSUMER_DEFAULTS = {"session_timeout_ms": 6_000, "heartbeat_interval_ms": 2_000}
@@ -126,7 +129,7 @@ def wait_for_output(
         assert time.monotonic() < deadline, (
             f"{service.run_name}: output at {seen}, not {point}, after {timeout_s:.0f} s:\n{tail}"
         )
-        time.sleep(0.02)
+        time.sleep(POLL_INTERVAL_S)
     return seen
 
 
