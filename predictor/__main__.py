@@ -84,13 +84,18 @@ def transactional_id(settings: PredictorSettings) -> str:
 
 
 def consumer_lag(consumer: Any) -> int | None:
-    """Records behind the high watermark over the assigned partitions (None before a fetch)."""
+    """Records behind the high watermark over the assigned partitions (None before a fetch or
+    while the broker does not answer: a progress line must not stop the service)."""
     total = 0
     for tp in consumer.assignment():
         highwater = consumer.highwater(tp)
         if highwater is None:
             return None
-        total += max(highwater - consumer.position(tp), 0)
+        try:
+            position = consumer.position(tp)
+        except KafkaError:  # position() may ask the broker (offset validation): away now
+            return None
+        total += max(highwater - position, 0)
     return total
 
 

@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 from pydantic import BaseModel, ValidationError
 
@@ -48,6 +48,12 @@ from ridestream.settings import KafkaSettings
 from ridestream.topics import dead_letter_topic
 
 log = logging.getLogger(__name__)
+
+# kafka-python 3.0.12's commit() raises KafkaConnectionError at once when the broker goes away
+# while it looks up the group coordinator (ensure_coordinator_ready_async waits for a metadata
+# refresh and catches only KafkaTimeoutError) instead of retrying until request_timeout_ms:
+# the loop retries the commit itself, for about as long as a broker restart takes.
+COMMIT_RETRY_S = 60.0
 
 # Dead-letter headers (values are UTF-8 bytes).
 HEADER_ERROR_TYPE = "error.type"
@@ -305,7 +311,7 @@ class StreamLoop:
         if not to_commit:
             return
         if not self.commit_in_background:
-            self.consumer.commit(offsets=to_commit)
+            commit_with_retries(self.consumer, to_commit)
             return
         done = threading.Event()
         future = self.consumer.commit_async(offsets=to_commit)
@@ -321,9 +327,37 @@ class StreamLoop:
         done, future, offsets = self._commit_in_flight
         self._commit_in_flight = None
         if not done.wait(timeout_s) or future.retriable():
-            self.consumer.commit(offsets=offsets)
+            commit_with_retries(self.consumer, offsets)
         elif future.failed():
             raise future.exception
+
+
+def commit_with_retries(
+    consumer: KafkaConsumer,
+    offsets: dict[TopicPartition, OffsetAndMetadata],
+    timeout_s: float = COMMIT_RETRY_S,
+    backoff_s: float = 0.5,
+) -> None:
+    """Commit `offsets`, retrying retriable errors (broker gone, coordinator moving) with
+    doubling waits for up to `timeout_s`; then, or on any other error, raise (the service
+    exits non-zero and a restart re-delivers the uncommitted batch)."""
+    deadline = time.monotonic() + timeout_s
+    delay_s = backoff_s
+    while True:
+        try:
+            consumer.commit(offsets=offsets)
+            return
+        except KafkaError as error:
+            if not error.retriable or time.monotonic() + delay_s > deadline:
+                raise
+            log.warning(
+                "commit of %d partition(s) failed, retrying in %.1f s: %s",
+                len(offsets),
+                delay_s,
+                _one_line(error),
+            )
+            time.sleep(delay_s)
+            delay_s = min(delay_s * 2, 5.0)
 
 
 def send_all(producer: KafkaProducer, outputs: Iterable[Outgoing]) -> int:

@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from kafka.errors import KafkaError
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
@@ -179,7 +180,11 @@ class Metrics:
             highwater = consumer.highwater(tp)
             if highwater is None:
                 continue
-            lag = max(highwater - consumer.position(tp), 0)
+            try:
+                position = consumer.position(tp)
+            except KafkaError:  # position() may ask the broker (offset validation): away now
+                return
+            lag = max(highwater - position, 0)
             lag_by_topic[tp.topic] = lag_by_topic.get(tp.topic, 0) + lag
         for topic, lag in lag_by_topic.items():
             self.consumer_lag.labels(service, topic).set(lag)

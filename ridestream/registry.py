@@ -161,7 +161,9 @@ class ModelRegistry:
         try:
             found = self.client.get_model_version(self.name, str(version))
         except MlflowException as error:
-            raise ModelNotFoundError(f"{self.name} version {version} not found") from error
+            if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise ModelNotFoundError(f"{self.name} version {version} not found") from error
+            raise  # the store did not answer: that is not a missing version
         return self._info(found)
 
     def versions(self) -> list[ModelInfo]:
