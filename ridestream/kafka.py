@@ -540,6 +540,8 @@ def build_consumer(
         # A consumer that joins its group before the metadata of a new topic reached it is
         # assigned nothing until its next metadata refresh: seconds, not kafka-python's 5 min.
         "metadata_max_age_ms": 5_000,
+        "session_timeout_ms": settings.session_timeout_ms,
+        "heartbeat_interval_ms": settings.session_timeout_ms // 3,
         **overrides,
     }
     consumer = KafkaConsumer(**config)
@@ -562,6 +564,7 @@ def build_producer(
         "max_request_size": max(settings.max_message_bytes, BROKER_MAX_MESSAGE_BYTES)
         + DEAD_LETTER_HEADROOM_BYTES,
         "transactional_id": transactional_id,
+        "transaction_timeout_ms": settings.transaction_timeout_ms,
         **overrides,
     }
     return KafkaProducer(**config)

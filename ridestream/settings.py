@@ -50,6 +50,13 @@ class KafkaSettings(BaseModel):
     # 30 s (the Java client's 1 s): after a 30 s outage a client then sits idle up to ~30 s more
     # with the broker back (measured: the predictor's stuck batch 89 s -> 40 s at 1 s).
     reconnect_backoff_max_ms: int = Field(default=1_000, gt=0)
+    # How long a consumer that died (kill -9, lost host) keeps its partitions before the group
+    # hands them to a live one; heartbeats go every third of it. kafka-python's default is 45 s:
+    # a restarted predictor sat idle ~40 s. 6 s is the broker's group.min.session.timeout.ms.
+    session_timeout_ms: int = Field(default=10_000, ge=6_000)
+    # How long a transaction left open by a crashed exactly-once producer holds back
+    # read_committed readers before the broker aborts it (kafka-python's default is 60 s).
+    transaction_timeout_ms: int = Field(default=10_000, gt=0)
 
     @field_validator("sasl_password")
     @classmethod

@@ -5,16 +5,11 @@ The sizes are drawn from a seeded RNG, so a failing run can be replayed with the
 points (the seed is in the log). A kill by size lands wherever the service happens to be at
 that moment: mid-produce, between flush and commit, inside a transaction, mid-restore.
 
-What a kill -9 leaves behind is cleaned up by the broker, after client timeouts that the
-services take no setting for: the dead consumer stays in its group until its session expires
-(kafka-python 3: `session_timeout_ms` 45 s, and the restarted incarnation gets no partition
-until then), and an exactly-once predictor's open transaction holds back `read_committed`
-readers and the group's offset fetch until `transaction_timeout_ms` (60 s) + the broker's
-10 s abort check. At those defaults three crashes cost minutes of waiting, so the service runs
-through this module (`python -m tests.reliability.crash <module>`), which lowers those
-kafka-python defaults (`CONSUMER_DEFAULTS`, `PRODUCER_DEFAULTS`) and then runs the module
-exactly as `python -m <module>` does: the same broker mechanisms (session expiry, abort on
-timeout), sooner.
+What a kill -9 leaves behind is cleaned up by the broker: the dead consumer stays in its group
+until its session expires, and an exactly-once predictor's open transaction holds back
+`read_committed` readers until the transaction timeout + the broker's abort check. The crashed
+services run with the broker's shortest session (`CRASH_SESSION_TIMEOUT_MS`) so that three
+crashes cost seconds of waiting, not minutes; the mechanisms are the production ones.
 """
 
 from __future__ import annotations
@@ -22,26 +17,17 @@ from __future__ import annotations
 import logging
 import os
 import random
-import runpy
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from pydantic import BaseModel, SecretStr
+from kafka import KafkaConsumer, TopicPartition
 
-from ridestream.settings import KafkaSettings, MlflowSettings
-
-if TYPE_CHECKING:  # the launcher below runs in the service's process: it imports no test code
-    from tests.reliability.outage import Service
+from ridestream.settings import KafkaSettings, MlflowSettings, Settings
+from tests.reliability.outage import Service, register_champion, settings_environment
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
-LAUNCHER = "tests.reliability.crash"  # this module, as `python -m` runs it
-ENV_PREFIX = "RIDESTREAM_"
 # A cold start of a service on a loaded 2-core machine (imports, registry, group join):
 # generous, it is a deadline.
 PROGRESS_TIMEOUT_S = 120.0
@@ -49,40 +35,20 @@ LOG_TAIL_CHARS = 3_000
 # How often the output size is asked while waiting for a kill point: often enough to kill
 # within a batch or two, seldom enough to leave the 2 cores to the service.
 POLL_INTERVAL_S = 0.05
-# kafka-python defaults in the service's process (see the module docstring). 6 s is the
-# broker's group.min.session.timeout.ms; heartbeats at a third of the session, as Kafka advises.
-CONSUMER_DEFAULTS = {"session_timeout_ms": 6_000, "heartbeat_interval_ms": 2_000}
-PRODUCER_DEFAULTS = {"transaction_timeout_ms": 10_000}
+# The broker's group.min.session.timeout.ms: a killed incarnation's partitions move soonest.
+CRASH_SESSION_TIMEOUT_MS = 6_000
 
 
-def settings_environment(settings: BaseModel, prefix: str = ENV_PREFIX) -> dict[str, str]:
-    """The `RIDESTREAM_*` variables from which a service reads back exactly `settings`."""
-    env: dict[str, str] = {}
-    for name, value in settings:
-        key = f"{prefix}{name.upper()}"
-        if isinstance(value, BaseModel):
-            env.update(settings_environment(value, key + "__"))
-        elif isinstance(value, SecretStr):
-            env[key] = value.get_secret_value()
-        elif value is not None:
-            env[key] = str(value)
-    return env
-
-
-def crashable(module: str, settings: BaseModel, log_dir: Path) -> Service:
-    """`python -m <module>` with `settings`, as a Service run through this module's launcher
-    (not started yet)."""
-    from tests.reliability.outage import Service
-
-    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
-    env = {**os.environ, **settings_environment(settings), "PYTHONPATH": path}
-    return Service(module, LAUNCHER, env, log_dir, (module,))
+def crashable(module: str, settings: Settings, log_dir: Path) -> Service:
+    """`python -m <module>` with `settings` and the shortest group session, as a Service (not
+    started yet)."""
+    kafka = settings.kafka.model_copy(update={"session_timeout_ms": CRASH_SESSION_TIMEOUT_MS})
+    env = {**os.environ, **settings_environment(settings.model_copy(update={"kafka": kafka}))}
+    return Service(module, module, env, log_dir)
 
 
 def champion_store(folder: Path, name: str) -> MlflowSettings:
     """A SQLite MLflow store in `folder` with a champion of model `name` (and its reference)."""
-    from tests.reliability.outage import register_champion
-
     settings = MlflowSettings(
         tracking_uri=f"sqlite:///{folder}/mlflow.db",
         artifact_location=str(folder / "artifacts"),
@@ -156,16 +122,3 @@ def crash_at(
         log.info("killed %s at output size %d (point %d)", service.run_name, kills[-1], point)
         service.start()
     return kills
-
-
-def main(argv: list[str]) -> None:
-    """`python -m tests.reliability.crash <module> [args]`: run `module` as `python -m` does,
-    with the lower kafka-python defaults."""
-    KafkaConsumer.DEFAULT_CONFIG.update(CONSUMER_DEFAULTS)
-    KafkaProducer.DEFAULT_CONFIG.update(PRODUCER_DEFAULTS)
-    sys.argv = argv
-    runpy.run_module(argv[0], run_name="__main__", alter_sys=True)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

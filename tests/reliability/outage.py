@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from pydantic import BaseModel, SecretStr
+
 from ridestream.demo import Processes
 from ridestream.events import RideCompleted
 from ridestream.features import PICKUP_TIME, RIDE_ID, TARGET
@@ -54,6 +56,20 @@ def service_env(
         "PYTHONUNBUFFERED": "1",
     }
     env.update({f"RIDESTREAM_{name}": value for name, value in extra.items()})
+    return env
+
+
+def settings_environment(settings: BaseModel, prefix: str = "RIDESTREAM_") -> dict[str, str]:
+    """The `RIDESTREAM_*` variables from which a service reads back exactly `settings`."""
+    env: dict[str, str] = {}
+    for name, value in settings:
+        key = f"{prefix}{name.upper()}"
+        if isinstance(value, BaseModel):
+            env.update(settings_environment(value, key + "__"))
+        elif isinstance(value, SecretStr):
+            env[key] = value.get_secret_value()
+        elif value is not None:
+            env[key] = str(value)
     return env
 
 
