@@ -31,6 +31,7 @@ SIGTERM/SIGINT: the training in hand finishes, offsets are committed, clients cl
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -303,6 +304,8 @@ class Retrainer:
 
     def start(self, stop: threading.Event) -> None:
         """Announce a missing promotion, rebuild the buffer, then assign the alert partitions."""
+        # A stop request ends a wait between registry retries at once (then the service exits).
+        self.backoff = dataclasses.replace(self.backoff, sleep=stop.wait)
         self.announce_missing_promotion()
         champion = self.backoff.call("read the champion", self.registry.champion)
         if champion is not None:

@@ -5,8 +5,9 @@ fault (DESIGN.md, Errors): each registry call of a training run is retried on it
 waits of `backoff_s`, 2 × `backoff_s`, 4 × ... capped at `max_backoff_s`, for at most
 `attempts` tries. Every call retried is idempotent (a read, an alias move, a tag), so retrying
 one step never repeats or skips another: a promotion is finished step by step or not at all.
-When the attempts are spent, `RegistryUnavailableError` ends the service with a non-zero exit
-(a supervisor restarts it; the alert was not committed, so it is trained for again).
+When the attempts are spent, or a stop request (SIGTERM) ends a wait, `RegistryUnavailableError`
+ends the service with a non-zero exit (a supervisor restarts it; the alert was not committed, so
+it is trained for again).
 
 Anything that is not a transient registry fault (a bug, a version that does not exist) is
 raised at once.
@@ -78,12 +79,13 @@ def is_transient(error: BaseException) -> bool:
 
 @dataclass(frozen=True)
 class Backoff:
-    """A retry policy for registry calls; `sleep` is injectable for tests."""
+    """A retry policy for registry calls. `sleep(delay_s)` waits between tries; a true result
+    (`threading.Event.wait` of a stop event that was set) ends the retries at once."""
 
     attempts: int = 1
     backoff_s: float = 1.0
     max_backoff_s: float = 30.0
-    sleep: Callable[[float], None] = time.sleep
+    sleep: Callable[[float], object] = time.sleep
 
     @property
     def delays_s(self) -> list[float]:
@@ -122,7 +124,10 @@ class Backoff:
                     delay,
                     reason,
                 )
-                self.sleep(delay)
+                if self.sleep(delay):
+                    raise RegistryUnavailableError(
+                        f"stopped while {what} waited to retry the MLflow registry ({reason})"
+                    ) from error
         raise AssertionError("unreachable")  # the loop returns or raises
 
 

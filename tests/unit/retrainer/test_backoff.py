@@ -3,6 +3,7 @@ that keeps failing (each step retried on its own, none skipped, one event publis
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -118,6 +119,21 @@ def test_call_gives_up_after_the_last_attempt_with_the_cause_chained():
         backoff.call("move champion to 2", flaky(99, server_down))
     assert waits == [1.0, 2.0]
     assert isinstance(raised.value.__cause__, MlflowException)
+
+
+def test_a_stop_request_ends_the_retries_at_the_wait_it_interrupts():
+    stop = threading.Event()
+    tries: list[int] = []
+
+    def read_champion() -> Any:
+        tries.append(1)
+        stop.set()  # SIGTERM arrives while the registry is down: Event.wait returns at once
+        raise server_down()
+
+    backoff = Backoff(attempts=8, backoff_s=30.0, max_backoff_s=30.0, sleep=stop.wait)
+    with pytest.raises(RegistryUnavailableError, match="stopped while read the champion"):
+        backoff.call("read the champion", read_champion)
+    assert len(tries) == 1  # no second try, and none of the 210 s of waits
 
 
 def test_a_bug_is_raised_at_once_without_waiting():
