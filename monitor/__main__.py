@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from monitor.alerts import AlertRules
 from monitor.drift import DriftOptions, Reference, prepare_reference, reference_rmse
+from monitor.join import IdlePartitions
 from monitor.pipeline import (
     ModelUpdate,
     MonitorConfig,
@@ -237,17 +238,20 @@ def tune_gc(threshold0: int) -> None:
 
 def partition_status(
     consumer: KafkaConsumer, topics: Sequence[str]
-) -> tuple[list[TopicPartition], list[TopicPartition]]:
-    """The assigned ride partitions, and those the consumer has read to the end."""
+) -> tuple[list[TopicPartition], dict[TopicPartition, int], list[TopicPartition]]:
+    """The assigned ride partitions, their positions, and those read to their end."""
     assigned = [tp for tp in consumer.assignment() if tp.topic in topics]
-    caught_up = []
+    positions: dict[TopicPartition, int] = {}
+    at_end = []
     for tp in assigned:
+        position = consumer.position(tp, timeout_ms=0)
+        if position is None:
+            continue
+        positions[tp] = position
         highwater = consumer.highwater(tp)
-        if highwater is not None:
-            position = consumer.position(tp, timeout_ms=0)
-            if position is not None and position >= highwater:
-                caught_up.append(tp)
-    return assigned, caught_up
+        if highwater is not None and position >= highwater:
+            at_end.append(tp)
+    return assigned, positions, at_end
 
 
 def run(
@@ -325,11 +329,14 @@ def run(
         max_value_bytes=settings.kafka.max_message_bytes,
         max_records=options.max_poll_records,
         commit_gate=pipeline.join.commit_gate,
+        handle_empty_polls=True,  # idle partitions close the last windows with nothing polled
     )
+    idle_partitions = IdlePartitions(options.idle_partition_s)
 
     def handle(received: Any) -> Any:
-        assigned, caught_up = partition_status(consumer, ride_topics)
-        return pipeline.handle(received, assigned, caught_up)
+        assigned, positions, at_end = partition_status(consumer, ride_topics)
+        idle = idle_partitions.update(positions, at_end, time.monotonic())
+        return pipeline.handle(received, assigned, idle)
 
     record = batch_recorder(
         SERVICE,

@@ -4,10 +4,14 @@ Rides wait in the slice of their pickup time until the watermark passes the slic
 the slice closes and every ride in it becomes an item of a window (see `monitor.windows`), with
 or without its label. What did not meet its other half is counted as expired, never lost.
 
-Watermark: the largest event time seen PER PARTITION, minimum over the partitions still being
-read (a partition that is caught up holds nothing back), minus the allowed lateness. Taking
-the minimum over partitions makes the windows independent of how a consumer interleaves
-partitions when it reads a backlog (one fetch of one partition can span days of event time).
+Watermark: the largest event time seen PER PARTITION, minimum over the partitions that are not
+idle, minus the allowed lateness. Taking the minimum over partitions makes the windows
+independent of how a consumer interleaves partitions when it reads a backlog (one fetch of one
+partition can span days of event time). A partition read to its end still holds the watermark
+back: its producer may only be slow or restarting (a predictor killed and restarted while the
+completions go on); only one that stayed at its end without a new record for a wall-clock
+while (`IdlePartitions`, Flink's "idleness") stops holding it, so the end of a stream still
+closes the last windows.
 
 Late events: a completion whose drop-off is already `lateness` past the end of its pickup
 slice is late by its own timestamps (so the same events are late in every replay); an event
@@ -23,7 +27,7 @@ windows already published (up to `frontier`) are dropped, so nothing is counted 
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -253,19 +257,20 @@ class WindowedJoin:
     def watermark(
         self,
         assigned: Iterable[Partition] | None = None,
-        caught_up: Iterable[Partition] = (),
+        idle: Iterable[Partition] = (),
     ) -> datetime | None:
         """Event time up to which the windows are complete, or None while a partition is unseen.
 
-        `assigned`: the ride partitions being read (default: those seen so far); `caught_up`:
-        those whose every record has been read (they hold nothing back).
+        `assigned`: the ride partitions being read (default: those seen so far); `idle`: those
+        read to their end with no new record for a while (they hold nothing back; when all
+        are idle, the largest event time seen closes what it can).
         """
         partitions = set(self.partition_max) if assigned is None else set(assigned)
-        active = partitions - set(caught_up)
-        if active:
-            if any(p not in self.partition_max for p in active):
+        holding = partitions - set(idle)
+        if holding:
+            if any(p not in self.partition_max for p in holding):
                 return None
-            low = min(self.partition_max[p] for p in active)
+            low = min(self.partition_max[p] for p in holding)
         elif self.partition_max:
             low = max(self.partition_max.values())
         else:
@@ -361,6 +366,34 @@ class WindowedJoin:
     def open_rides(self) -> int:
         """Rides and late events held in open slices and pending count windows."""
         return sum(len(s.rides) + len(s.late) for s in self.slices.values()) + len(self.pending)
+
+
+class IdlePartitions:
+    """Which partitions are idle: read to their end, with no new record for `idle_s` seconds.
+
+    The caller samples each partition's position (the next offset to read) and whether it is
+    read to its end, with the wall-clock time; a partition whose position has not moved for
+    `idle_s` while it was at its end is idle until its position moves again.
+    """
+
+    def __init__(self, idle_s: float) -> None:
+        self.idle_s = idle_s
+        self._moved_at_s: dict[Partition, float] = {}
+        self._position: dict[Partition, int] = {}
+
+    def update(
+        self, positions: Mapping[Partition, int], at_end: Iterable[Partition], now_s: float
+    ) -> list[Partition]:
+        """Record the sampled `positions`; return the partitions of `at_end` that are idle."""
+        for partition, position in positions.items():
+            if self._position.get(partition) != position:
+                self._position[partition] = position
+                self._moved_at_s[partition] = now_s
+        return [
+            p
+            for p in at_end
+            if p in self._moved_at_s and now_s - self._moved_at_s[p] >= self.idle_s
+        ]
 
 
 def _lowest(held: Iterable[Held]) -> dict[Partition, int]:

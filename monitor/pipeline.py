@@ -217,12 +217,12 @@ class MonitorPipeline:
         self,
         received: Sequence[Received],
         assigned: Iterable[Partition] | None = None,
-        caught_up: Iterable[Partition] = (),
+        idle: Iterable[Partition] = (),
     ) -> list[Outgoing]:
         """Take a batch in; return the window and alert messages of the windows it closed.
 
-        `assigned` are the ride partitions being read (None: those seen so far), `caught_up`
-        those whose every record has been read (see `WindowedJoin.watermark`).
+        `assigned` are the ride partitions being read (None: those seen so far), `idle` those
+        read to their end with nothing new for a while (see `WindowedJoin.watermark`).
         """
         for record in received:
             event = record.event
@@ -230,7 +230,7 @@ class MonitorPipeline:
                 self.join.add((record.topic, record.partition), record.offset, event)
             elif isinstance(event, ModelPromoted):
                 self._switch_reference(event)
-        watermark = self.join.watermark(assigned, caught_up)
+        watermark = self.join.watermark(assigned, idle)
         outputs: list[Outgoing] = []
         for window in self.join.close(watermark):
             outputs.extend(self._publish(window))

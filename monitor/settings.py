@@ -39,6 +39,11 @@ class MonitorOptions(BaseModel):
     html: bool = False
     workspace: Path | None = None
     snapshot_queue: int = Field(default=4, ge=1)
+    # Wall-clock seconds a ride partition must stay read to its end, with no new record, before
+    # it stops holding the watermark back (see monitor.join). Longer than a predictor restart
+    # (a group session plus a start-up), or the windows of such a gap close without its
+    # predictions; the last windows of a finished stream close this long after its end.
+    idle_partition_s: float = Field(default=60.0, ge=0)
     # Records per poll: bounds the work between two polls.
     max_poll_records: int = Field(default=5_000, gt=0)
     # Young-generation GC threshold (Python's default is 700; see monitor.__main__.tune_gc).

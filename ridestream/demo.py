@@ -259,6 +259,10 @@ def run_demo(args: argparse.Namespace) -> int:
         ),
         # At the demo's speed a second of predictor lag is 12 h of event time.
         "RIDESTREAM_MONITOR__LATENESS": os.environ.get("RIDESTREAM_MONITOR__LATENESS", "12h"),
+        # No service restarts here: the last windows close 10 s after the stream ends.
+        "RIDESTREAM_MONITOR__IDLE_PARTITION_S": os.environ.get(
+            "RIDESTREAM_MONITOR__IDLE_PARTITION_S", "10"
+        ),
     }
     started_broker = _ensure_broker(settings)
     processes = Processes()

@@ -208,6 +208,7 @@ class StreamLoop:
         max_records: int | None = None,
         commit_gate: CommitGate | None = None,
         commit_in_background: bool = False,
+        handle_empty_polls: bool = False,
     ) -> None:
         self.consumer = consumer
         self.producer = producer
@@ -219,6 +220,9 @@ class StreamLoop:
         self.max_records = max_records
         self.commit_gate = commit_gate
         self.commit_in_background = commit_in_background and not exactly_once
+        # The handler also runs on a poll that returned nothing, for state that time moves on
+        # (the monitor closes the last windows once its partitions have been idle a while).
+        self.handle_empty_polls = handle_empty_polls
         self._commit_in_flight: tuple[threading.Event, Any, dict[TopicPartition, Any]] | None = None
         self.stats = LoopStats()
         # Next offsets of everything polled so far, per partition still assigned: a commit gate
@@ -231,12 +235,15 @@ class StreamLoop:
         polled = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
         records = [record for partition_records in polled.values() for record in partition_records]
         batch = BatchStats(polled=len(records))
-        if not records:
+        if not records and not self.handle_empty_polls:
             self.finish_commit()
             return batch
 
         received, dead = self._decode(records)
         outputs = list(handle(received))
+        if not records and not outputs:
+            self.finish_commit()
+            return batch
         # Nothing of this batch reaches the producer before the previous batch's offsets are
         # committed: a crash re-delivers at most the batch in hand, as with a blocking commit.
         self.finish_commit()

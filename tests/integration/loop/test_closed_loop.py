@@ -166,6 +166,7 @@ def test_drift_triggers_a_retrain_that_the_predictors_switch_to_without_losing_a
         # time, so the lateness must cover it.
         "RIDESTREAM_MONITOR__CAT_THRESHOLD": "0.2",
         "RIDESTREAM_MONITOR__LATENESS": "12h",
+        "RIDESTREAM_MONITOR__IDLE_PARTITION_S": "5",
     }
     processes = Processes()
     try:

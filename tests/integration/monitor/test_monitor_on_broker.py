@@ -179,6 +179,8 @@ def settings_for(
             snapshots=snapshots,
             reports_dir=tmp / "reports",
             max_poll_records=500,
+            # Nothing here pauses a producer: the last windows close a second after the end.
+            idle_partition_s=1.0,
         ),
     )
 

@@ -14,7 +14,7 @@ import pytest
 
 from monitor.alerts import AlertRules
 from monitor.drift import prepare_reference
-from monitor.join import WindowedJoin
+from monitor.join import IdlePartitions, WindowedJoin
 from monitor.pipeline import (
     ModelUpdate,
     MonitorConfig,
@@ -148,8 +148,9 @@ class Run:
                 for offset in range(start, min(start + size, len(self.logs[tp])))
             ]
             position[tp] = start + len(records)
-            caught_up = [p for p in self.logs if position[p] >= len(self.logs[p])]
-            self.produced.extend(self.pipeline.handle(records, self.logs.keys(), caught_up))
+            # A finished log has no producer left to wait for: it is idle.
+            finished = [p for p in self.logs if position[p] >= len(self.logs[p])]
+            self.produced.extend(self.pipeline.handle(records, self.logs.keys(), finished))
             batches += 1
             crashing = crash_after_batches is not None and batches >= crash_after_batches
             if crashing and not commit_on_crash:
@@ -216,9 +217,31 @@ def test_watermark_is_the_slowest_partition_still_being_read():
     join.add(("p", 1), 0, prediction("b", datetime(2021, 1, 4, 3)))
     partitions = [("p", 0), ("p", 1), ("p", 2)]
     assert join.watermark(partitions) is None  # partition 2 not seen yet
-    assert join.watermark(partitions, caught_up=[("p", 2)]) == datetime(2021, 1, 4, 1)
+    assert join.watermark(partitions, idle=[("p", 2)]) == datetime(2021, 1, 4, 1)
     everything = partitions
-    assert join.watermark(partitions, caught_up=everything) == datetime(2021, 1, 8, 22)
+    assert join.watermark(partitions, idle=everything) == datetime(2021, 1, 8, 22)
+
+
+def test_a_partition_read_to_its_end_holds_the_watermark_until_it_has_been_idle_a_while():
+    # rides.predictions paused (predictor restarting) while rides.completed goes on.
+    join = WindowedJoin(WindowSpec(timedelta(days=1)), LATENESS)
+    predictions, completions = ("pred", 0), ("done", 0)
+    join.add(predictions, 0, prediction("a", datetime(2021, 1, 5, 12)))
+    join.add(completions, 0, completion("z", datetime(2021, 1, 9), 10.0))
+    idle = IdlePartitions(idle_s=60.0)
+    positions = {predictions: 1, completions: 1}
+    both = [predictions, completions]
+    assert idle.update(positions, at_end=both, now_s=1000.0) == []
+    assert idle.update(positions, at_end=both, now_s=1059.0) == []
+    held = join.watermark(both, idle.update(positions, at_end=[predictions], now_s=1059.0))
+    assert held == datetime(2021, 1, 5, 10)  # the paused predictions still hold it
+    # A minute with no new prediction: idle; the completions alone move the watermark.
+    positions[completions] = 2
+    assert idle.update(positions, at_end=both, now_s=1060.0) == [predictions]
+    assert join.watermark(both, [predictions]) == datetime(2021, 1, 8, 22, 10)
+    # A new prediction makes the partition hold the watermark again.
+    positions[predictions] = 2
+    assert idle.update(positions, at_end=both, now_s=1061.0) == []
 
 
 def test_prediction_and_completion_that_never_meet_expire_and_are_counted():
@@ -249,7 +272,7 @@ def test_completion_past_the_lateness_is_late_in_the_window_of_its_drop_off():
         Received(PRED, 0, 2, prediction("y", datetime(2021, 1, 6, 3))),
     ]
     everything = {(r.topic, r.partition) for r in batch}
-    out = pipeline.handle(batch, everything, caught_up=everything)
+    out = pipeline.handle(batch, everything, idle=everything)
     windows = [decode(DriftWindowClosed, m.value) for m in out if m.topic == TOPICS.drift_windows]
     assert [(w.window_id, w.rides, w.late, w.expired) for w in windows] == [
         ("1d:2021-01-04T00:00", 1, 0, 1),  # the prediction waited in vain
