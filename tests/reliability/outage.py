@@ -28,7 +28,7 @@ from ridestream.kafka_broker import free_ports
 from ridestream.model import LINEAR
 from ridestream.settings import KafkaSettings, MlflowSettings
 from ridestream.training import train_and_register
-from tests.integration.predictor.conftest import synthetic_rides
+from tests.synthetic import synthetic_rides
 
 log = logging.getLogger("tests.outage")
 

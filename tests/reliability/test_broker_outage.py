@@ -25,9 +25,9 @@ from ridestream import kafka_broker
 from ridestream.events import DurationPredicted, decode, encode
 from ridestream.settings import BrokerSettings, KafkaSettings, MlflowSettings
 from ridestream.topics import Topics
-from tests.integration.predictor.conftest import ride
 from tests.reliability.outage import Service, register_champion, service_env, wait_until
 from tests.reliability.topic_io import produce_raw, read_topic
+from tests.synthetic import ride
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 log = logging.getLogger("tests.broker_outage")

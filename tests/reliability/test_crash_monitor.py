@@ -44,7 +44,6 @@ from tests.integration.monitor.test_monitor_on_broker import (
     settings_for,
     wait_for_windows,
 )
-from tests.integration.predictor.conftest import synthetic_rides
 from tests.reliability.crash import (
     PROGRESS_TIMEOUT_S,
     TopicSize,
@@ -54,6 +53,7 @@ from tests.reliability.crash import (
     kill_points,
 )
 from tests.reliability.topic_io import read_topic
+from tests.synthetic import synthetic_rides
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.slow]
 

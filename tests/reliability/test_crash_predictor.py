@@ -27,9 +27,9 @@ from predictor.settings import PredictorOptions, PredictorSettings
 from ridestream.events import encode
 from ridestream.kafka import create_topics
 from ridestream.settings import KafkaSettings, MlflowSettings
-from tests.integration.predictor.conftest import ride
 from tests.reliability.crash import TopicSize, champion_store, crash_at, crashable, kill_points
 from tests.reliability.topic_io import RawRecord, produce_raw, read_until_keys
+from tests.synthetic import ride
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.slow]
 

@@ -37,7 +37,6 @@ from ridestream.model import LINEAR
 from ridestream.registry import PREVIOUS, ModelRegistry
 from ridestream.settings import KafkaSettings, MlflowSettings
 from ridestream.topics import Topics
-from tests.integration.predictor.conftest import ride
 from tests.reliability.outage import (
     MlflowServer,
     Service,
@@ -47,6 +46,7 @@ from tests.reliability.outage import (
     wait_until,
 )
 from tests.reliability.topic_io import produce_raw, read_topic
+from tests.synthetic import ride
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 log = logging.getLogger("tests.registry_outage")

@@ -5,50 +5,19 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
 from predictor.__main__ import run
 from predictor.settings import PredictorOptions, PredictorSettings
 from ridestream.events import RideRequested, encode
-from ridestream.features import PICKUP_TIME, RIDE_ID, TARGET
 from ridestream.kafka import LoopStats
 from ridestream.settings import KafkaSettings, MlflowSettings
 
 TIMEOUT_S = 30.0
-
-
-def synthetic_rides(count: int, seed: int, slope: float = 3.5) -> pd.DataFrame:
-    """Labelled rides; `slope` (minutes per mile) tells two trained models apart."""
-    rng = np.random.default_rng(seed)
-    distance = rng.gamma(2.0, 1.5, count).round(2)
-    return pd.DataFrame(
-        {
-            RIDE_ID: [f"train:{seed}:{i}" for i in range(count)],
-            PICKUP_TIME: pd.Timestamp("2021-01-01")
-            + pd.to_timedelta(rng.integers(0, 28 * 86400, count), unit="s"),
-            "PULocationID": rng.integers(1, 266, count),
-            "DOLocationID": rng.integers(1, 266, count),
-            "trip_distance": distance,
-            TARGET: 2 + slope * distance + rng.normal(0, 1, count),
-        }
-    )
-
-
-def ride(n: int, prefix: str = "ride") -> RideRequested:
-    return RideRequested(
-        ride_id=f"{prefix}-{n}",
-        event_time=datetime(2021, 2, 1) + timedelta(seconds=7 * n),
-        pu_location_id=1 + n % 265,
-        do_location_id=1 + (n * 7) % 265,
-        trip_distance=float(n % 20) / 2,
-    )
 
 
 @pytest.fixture(scope="module")

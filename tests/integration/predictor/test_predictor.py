@@ -25,8 +25,9 @@ from ridestream.kafka import (
 from ridestream.registry import ModelRegistry
 from ridestream.topics import dead_letter_topic
 from ridestream.training import train_and_register
+from tests.synthetic import ride, synthetic_rides
 
-from .conftest import produce, produce_rides, read_topic, ride, synthetic_rides
+from .conftest import produce, produce_rides, read_topic
 
 pytestmark = pytest.mark.integration
 
