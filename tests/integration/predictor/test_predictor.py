@@ -27,7 +27,7 @@ from ridestream.topics import dead_letter_topic
 from ridestream.training import train_and_register
 from tests.synthetic import ride, synthetic_rides
 
-from .conftest import produce, produce_rides, read_topic
+from .conftest import TIMEOUT_S, produce, produce_rides, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -126,6 +126,17 @@ def test_promotion_mid_stream_swaps_the_model_without_losing_or_doubling_rides(
     )
     produce(settings.kafka, topics.models_updates, [(promotion.key.encode(), encode(promotion))])
     producer.join()
+    # Loading v2 takes seconds on a busy machine: more rides until a whole chunk gets it.
+    deadline = time.monotonic() + TIMEOUT_S
+    while True:
+        chunk = [ride(n, prefix="swap") for n in range(len(rides), len(rides) + 20)]
+        produce_rides(settings.kafka, topics.rides_requested, chunk)
+        rides += chunk
+        out = predictions(read_topic(settings.kafka, topics.rides_predictions, expect=len(rides)))
+        chunk_ids = {r.ride_id for r in chunk}
+        if {p.model_version for p in out if p.ride_id in chunk_ids} == {v2}:
+            break
+        assert time.monotonic() < deadline, f"v{v2} not serving within {TIMEOUT_S:.0f} s"
 
     out = predictions(read_topic(settings.kafka, topics.rides_predictions, expect=len(rides)))
     counts = Counter(p.ride_id for p in out)
