@@ -37,7 +37,7 @@ from ridestream.kafka import (
 )
 from ridestream.metrics import batch_recorder, default_metrics
 from ridestream.observability import configure_logging, serve_metrics
-from ridestream.registry import ModelRegistry
+from ridestream.registry import ModelRegistry, retry_on_our_terms
 from ridestream.settings import settings_error
 from ridestream.topics import dead_letter_topic
 
@@ -48,19 +48,22 @@ SERVICE = "predictor"
 def wait_for_champion(
     registry: ModelRegistry, stop: threading.Event, wait_s: float
 ) -> ServingModel | None:
-    """Load the champion; with none yet, log and check again every `wait_s` until `stop`."""
+    """Load the champion; with none yet, or no registry answering, log and check again every
+    `wait_s` until `stop`."""
+    from mlflow.exceptions import MlflowException
+
     while not stop.is_set():
-        champion = registry.champion()
-        if champion is not None:
-            model = registry.load_model(champion.version)
-            log.info("serving %s version %s", champion.name, champion.version)
-            return ServingModel(champion.name, champion.version, model)
-        log.warning(
-            "no champion for model %r in %s yet: checking again in %.0f s",
-            registry.name,
-            registry.settings.tracking_uri,
-            wait_s,
-        )
+        try:
+            champion = registry.champion()
+            if champion is not None:
+                model = registry.load_model(champion.version)
+                log.info("serving %s version %s", champion.name, champion.version)
+                return ServingModel(champion.name, champion.version, model)
+            why = f"no champion for model {registry.name!r} in {registry.settings.tracking_uri} yet"
+        except (MlflowException, OSError) as error:  # the store is down: wait, do not crash-loop
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            why = f"the registry at {registry.settings.tracking_uri} did not answer ({first_line})"
+        log.warning("%s: checking again in %.0f s", why, wait_s)
         stop.wait(wait_s)
     return None
 
@@ -251,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     )
     configure_logging(settings.log_level)
+    retry_on_our_terms()  # a down registry fails an alias check at once; the next one retries
     serve_metrics(settings.metrics_port, settings.metrics_host)
     stop = threading.Event()
     stop_on_signals(stop)

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
 import sys
 import threading
 import time
@@ -67,14 +66,13 @@ from ridestream.kafka import (
 )
 from ridestream.metrics import default_metrics
 from ridestream.observability import configure_logging, serve_metrics
-from ridestream.registry import ModelRegistry
+from ridestream.registry import ModelRegistry, retry_on_our_terms
 from ridestream.topics import dead_letter_topic
 
 log = logging.getLogger("retrainer")
 
 SERVICE = "retrainer"
 READ_TOPIC_TIMEOUT_S = 30.0
-MLFLOW_HTTP_RETRIES_ENV = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -381,10 +379,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         settings.retrainer = settings.retrainer.model_copy(update={"margin": args.margin})
     configure_logging(settings.log_level)
-    # One retry policy for the registry, ours (logged, bounded: RIDESTREAM_RETRAINER__REGISTRY_
-    # RETRY_*): MLflow's own HTTP retries (7 with doubling waits, ~4 min against a server that
-    # is down) would hide each outage inside one silent call. An explicit value wins.
-    os.environ.setdefault(MLFLOW_HTTP_RETRIES_ENV, "0")
+    retry_on_our_terms()  # RIDESTREAM_RETRAINER__REGISTRY_RETRY_*, logged and bounded
     serve_metrics(settings.metrics_port, settings.metrics_host)
     stop = threading.Event()
     stop_on_signals(stop)

@@ -36,10 +36,19 @@ PREVIOUS = "previous"
 REFERENCE_ARTIFACT_DIR = "reference"
 REFERENCE_FILE = "reference.parquet"
 MODEL_ARTIFACT = "model"
+MLFLOW_HTTP_RETRIES_ENV = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
 
 # mlflow's fluent API (load_model, log_model) reads process-wide tracking/registry URIs:
 # registries with different stores in one process (tests) take turns.
 _URI_LOCK = threading.RLock()
+
+
+def retry_on_our_terms() -> None:
+    """Turn MLflow's own HTTP retries off in this process, unless MLFLOW_HTTP_REQUEST_MAX_RETRIES
+    is set: its default (7 retries with doubling waits) spends ~4 minutes silently inside one
+    call to a tracking server that is down. Services retry registry calls themselves, and log
+    it (the retrainer's backoff, the predictor's next alias check)."""
+    os.environ.setdefault(MLFLOW_HTTP_RETRIES_ENV, "0")
 
 
 class ModelNotFoundError(LookupError):

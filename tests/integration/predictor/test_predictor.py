@@ -22,7 +22,8 @@ from ridestream.kafka import (
     HEADER_SOURCE_OFFSET,
     HEADER_SOURCE_TOPIC,
 )
-from ridestream.registry import ModelRegistry
+from ridestream.kafka_broker import free_ports
+from ridestream.registry import MLFLOW_HTTP_RETRIES_ENV, ModelRegistry
 from ridestream.topics import dead_letter_topic
 from ridestream.training import train_and_register
 from tests.synthetic import ride, synthetic_rides
@@ -181,6 +182,7 @@ def test_with_no_champion_the_predictor_waits_instead_of_crashing(
     predictor_settings: PredictorSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
     registry = ModelRegistry(predictor_settings.mlflow)
+    assert registry.champion() is None  # (the first call also makes a new store's tables)
     stop = threading.Event()
     timer = threading.Timer(1.2, stop.set)
     timer.start()
@@ -189,3 +191,22 @@ def test_with_no_champion_the_predictor_waits_instead_of_crashing(
     timer.join()
     waits = [r for r in caplog.records if "no champion" in r.getMessage()]
     assert len(waits) >= 2
+
+
+def test_with_the_registry_down_the_predictor_waits_and_says_so_instead_of_crashing(
+    predictor_settings: PredictorSettings,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(MLFLOW_HTTP_RETRIES_ENV, "0")  # what the service sets at start
+    (port,) = free_ports(1)  # nothing listens there
+    down = predictor_settings.mlflow.model_copy(update={"tracking_uri": f"http://127.0.0.1:{port}"})
+    stop = threading.Event()
+    timer = threading.Timer(1.5, stop.set)
+    timer.start()
+    with caplog.at_level("WARNING", logger="predictor"):
+        assert wait_for_champion(ModelRegistry(down), stop, wait_s=0.5) is None
+    timer.join()
+    waits = [r.getMessage() for r in caplog.records if "did not answer" in r.getMessage()]
+    assert len(waits) >= 2
+    assert f"127.0.0.1:{port}" in waits[0]
