@@ -207,7 +207,11 @@ def _parser() -> argparse.ArgumentParser:
         "(default); linear: the course baseline (DictVectorizer + LinearRegression)",
     )
     parser.add_argument(
-        "--promote", action="store_true", help="make the new version champion in any case"
+        "--promote",
+        action="store_true",
+        help="make the new version champion in any case (moves the alias only: running "
+        "predictors switch at their next alias check; `ridestream promote VERSION` also "
+        "announces it on models.updates, for an immediate switch)",
     )
     parser.add_argument(
         "--data-dir",
@@ -272,7 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     if result.promoted:
         previous = result.previous_version or "none"
-        print(f"champion: version {result.info.version} (previous: {previous})")
+        print(
+            f"champion: version {result.info.version} (previous: {previous}); running "
+            "predictors switch at their next alias check"
+        )
     else:
         champion = ModelRegistry(settings.mlflow).champion()
         print(
