@@ -12,7 +12,7 @@ DATA_DIR ?= $(abspath $(if $(wildcard ../shared/data/*.parquet),../shared/data,d
 export RIDESTREAM_DATA_DIR ?= $(DATA_DIR)
 export RIDESTREAM_TEST_DATA_DIR ?= $(DATA_DIR)
 
-.PHONY: help install system-packages demo test test-unit test-integration test-reliability lint format broker-up broker-down broker-status bench clean
+.PHONY: help install system-packages demo test test-unit test-integration test-reliability test-faults lint format broker-up broker-down broker-status bench clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -41,8 +41,8 @@ $(STAMP): pyproject.toml
 demo: install ## Run the whole loop on real data (local Kafka, SQLite MLflow, all services)
 	$(BIN)/ridestream demo $(DEMO_ARGS)
 
-test: install lint ## Lint, type-check and run every test (unit, integration, reliability; real Kafka)
-	$(BIN)/pytest tests
+test: install lint ## Lint, type-check and run the tests (unit, integration, reliability; real Kafka)
+	$(BIN)/pytest tests -m "not faults"
 
 test-unit: install ## Unit tests only (no broker, seconds)
 	$(BIN)/pytest tests/unit
@@ -50,8 +50,11 @@ test-unit: install ## Unit tests only (no broker, seconds)
 test-integration: install ## Integration tests only (starts a real Kafka broker from its jars)
 	$(BIN)/pytest tests/integration
 
-test-reliability: install ## Crash, broker and registry faults, poison input, SASL (real brokers)
+test-reliability: install ## Poison input, SASL, secrets, and the fault tests (real brokers)
 	$(BIN)/pytest tests/reliability
+
+test-faults: install ## kill -9 of services, a broker down 30 s, the registry down (minutes)
+	$(BIN)/pytest tests -m faults
 
 lint: install ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .

@@ -29,7 +29,7 @@ from tests.reliability.outage import Service, register_champion, service_env, wa
 from tests.reliability.topic_io import produce_raw, read_topic
 from tests.synthetic import ride
 
-pytestmark = [pytest.mark.reliability, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.faults]
 log = logging.getLogger("tests.broker_outage")
 
 REPO = Path(__file__).resolve().parents[2]

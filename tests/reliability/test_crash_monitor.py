@@ -55,7 +55,7 @@ from tests.reliability.crash import (
 from tests.reliability.topic_io import read_topic
 from tests.synthetic import synthetic_rides
 
-pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.faults]
 
 log = logging.getLogger(__name__)
 

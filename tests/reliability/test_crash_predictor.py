@@ -31,7 +31,7 @@ from tests.reliability.crash import TopicSize, champion_store, crash_at, crashab
 from tests.reliability.topic_io import RawRecord, produce_raw, read_until_keys
 from tests.synthetic import ride
 
-pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.faults]
 
 log = logging.getLogger(__name__)
 

@@ -48,7 +48,7 @@ from tests.reliability.outage import (
 from tests.reliability.topic_io import produce_raw, read_topic
 from tests.synthetic import ride
 
-pytestmark = [pytest.mark.reliability, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.faults]
 log = logging.getLogger("tests.registry_outage")
 
 RIDES_PER_BATCH = 200
