@@ -554,6 +554,12 @@ def build_consumer(
     consumer = KafkaConsumer(**config)
     if topics:
         consumer.subscribe(list(topics))
+        # Know the topics' partitions before the first poll joins the group. Without them the
+        # group leader assigns nothing, and kafka-python 3 may never notice the metadata that
+        # arrives next (it compares snapshots taken after the fact): under load a predictor sat
+        # at 0 rides/s for minutes with "No partition metadata for topic" (bench/predictor_*).
+        for topic in topics:
+            consumer.partitions_for_topic(topic)
     return consumer
 
 
