@@ -8,6 +8,7 @@ import textwrap
 import threading
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
@@ -88,7 +89,12 @@ def read_all(
 
 
 def make_loop(
-    settings: KafkaSettings, source: str, group_id: str, *, exactly_once: bool = False
+    settings: KafkaSettings,
+    source: str,
+    group_id: str,
+    *,
+    exactly_once: bool = False,
+    **options: Any,
 ) -> StreamLoop:
     consumer = build_consumer(
         settings, group_id=group_id, topics=[source], exactly_once=exactly_once
@@ -102,6 +108,7 @@ def make_loop(
         decoders={source: RideRequested},
         exactly_once=exactly_once,
         poll_timeout_ms=300,
+        **options,
     )
 
 
@@ -268,16 +275,8 @@ def test_a_commit_in_background_is_finished_when_the_loop_stops(
     create_topics(kafka_settings, [source, sink, dead_letter_topic(source)], partitions=2)
     rides = [ride(n) for n in range(40)]
     produce(kafka_settings, source, [(r.key.encode(), encode(r)) for r in rides])
-    consumer = build_consumer(kafka_settings, group_id=group_id, topics=[source])
-    loop = StreamLoop(
-        consumer=consumer,
-        producer=build_producer(kafka_settings),
-        service="test-service",
-        decoders={source: RideRequested},
-        poll_timeout_ms=300,
-        max_records=7,  # several batches, so commits overlap batches
-        commit_in_background=True,
-    )
+    # Several batches, so each commit overlaps the next batch.
+    loop = make_loop(kafka_settings, source, group_id, max_records=7, commit_in_background=True)
     run_until(loop, echo_to(sink), valid=40)
 
     assert sorted(r.key for r in read_all(kafka_settings, sink, expect=40)) == sorted(
