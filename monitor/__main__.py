@@ -35,6 +35,7 @@ from monitor.pipeline import (
 from monitor.settings import MonitorOptions, MonitorSettings
 from monitor.snapshots import SnapshotWriter
 from monitor.windows import WindowSpec, parse_duration
+from ridestream.cli import add_kafka_options, with_kafka_options
 from ridestream.events import DriftDetected, DriftWindowClosed, RideCompleted
 from ridestream.kafka import (
     BatchStats,
@@ -85,7 +86,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--group-id", help="consumer group (RIDESTREAM_MONITOR__GROUP_ID, default: monitor)"
     )
-    parser.add_argument("--topic-prefix", help="prefix of every topic name (default: none)")
+    add_kafka_options(parser)
     parser.add_argument("--reports-dir", help="where Evidently snapshots (JSON) are written")
     parser.add_argument("--html", action="store_true", help="also save each snapshot as HTML")
     parser.add_argument(
@@ -125,10 +126,8 @@ def settings_from(args: argparse.Namespace) -> MonitorSettings:
         options["html"] = True
     if args.no_snapshots:
         options["snapshots"] = False
-    changes: dict[str, Any] = {"monitor": MonitorOptions.model_validate(options)}
-    if args.topic_prefix is not None:
-        changes["topic_prefix"] = args.topic_prefix
-    return settings.model_copy(update=changes)
+    monitor = MonitorOptions.model_validate(options)
+    return with_kafka_options(settings, args).model_copy(update={"monitor": monitor})
 
 
 def monitor_config(options: MonitorOptions) -> MonitorConfig:

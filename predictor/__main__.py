@@ -23,7 +23,7 @@ from predictor.predict import ServingModel, batch_handler
 from predictor.settings import PredictorSettings
 from predictor.stats import ThroughputLog
 from predictor.swap import ModelHolder, ModelWatcher
-from ridestream.cli import CommandParser
+from ridestream.cli import CommandParser, add_kafka_options, with_kafka_options
 from ridestream.events import RideRequested
 from ridestream.kafka import (
     BatchStats,
@@ -225,9 +225,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="produce and commit in Kafka transactions (RIDESTREAM_PREDICTOR__EXACTLY_ONCE)",
     )
-    parser.add_argument(
-        "--topic-prefix", default=None, help="prefix of every topic (RIDESTREAM_TOPIC_PREFIX)"
-    )
+    add_kafka_options(parser)
     parser.add_argument(
         "--group-id", default=None, help="consumer group (RIDESTREAM_PREDICTOR__GROUP_ID)"
     )
@@ -247,11 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         updates["exactly_once"] = True
     if args.group_id:
         updates["group_id"] = args.group_id
-    settings = settings.model_copy(
-        update={
-            "predictor": settings.predictor.model_copy(update=updates),
-            **({"topic_prefix": args.topic_prefix} if args.topic_prefix is not None else {}),
-        }
+    settings = with_kafka_options(settings, args).model_copy(
+        update={"predictor": settings.predictor.model_copy(update=updates)}
     )
     configure_logging(settings.log_level)
     retry_on_our_terms()  # a down registry fails an alias check at once; the next one retries

@@ -34,7 +34,7 @@ from producer.replay import (
     replay,
 )
 from producer.settings import ProducerSettings
-from ridestream.cli import CommandParser
+from ridestream.cli import CommandParser, add_kafka_options, with_kafka_options
 from ridestream.kafka import (
     append_records,
     appends_directly,
@@ -239,14 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--end", type=_time, metavar="TIME", help="only rides picked up before TIME"
     )
-    parser.add_argument(
-        "--topic-prefix", help="prefix of the topic names (RIDESTREAM_TOPIC_PREFIX)"
-    )
-    parser.add_argument(
-        "--bootstrap-servers",
-        metavar="HOST:PORT[,...]",
-        help="overrides RIDESTREAM_KAFKA__BOOTSTRAP_SERVERS",
-    )
+    add_kafka_options(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     return parser
 
@@ -403,16 +396,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # line (RIDESTREAM_LOG_LEVEL=DEBUG shows the client's own story).
     if settings.log_level != "DEBUG":
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
-    updates: dict[str, Any] = {}
-    if args.topic_prefix is not None:
-        updates["topic_prefix"] = args.topic_prefix
+    settings = with_kafka_options(settings, args)
     if args.data_dir is not None:
-        updates["data_dir"] = args.data_dir
-    if args.bootstrap_servers:
-        updates["kafka"] = settings.kafka.model_copy(
-            update={"bootstrap_servers": args.bootstrap_servers}
-        )
-    settings = settings.model_copy(update=updates)
+        settings = settings.model_copy(update={"data_dir": args.data_dir})
     try:
         if args.start and args.end and args.end <= args.start:
             raise UsageError("--end must be after --start")

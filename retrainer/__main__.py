@@ -37,7 +37,6 @@ import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
 
 import pandas as pd
 from kafka import KafkaConsumer, TopicPartition
@@ -50,7 +49,7 @@ from retrainer.promotion import announce_missing_promotion, latest_promotion
 from retrainer.retrain import RetrainOutcome, retrain
 from retrainer.settings import RetrainerSettings
 from retrainer.trigger import AlertCoalescer, PendingAlert
-from ridestream.cli import CommandParser
+from ridestream.cli import CommandParser, add_kafka_options, with_kafka_options
 from ridestream.events import DriftDetected, Event, ModelPromoted, ModelRejected, RideCompleted
 from ridestream.features import DROPOFF_TIME, rides_frame
 from ridestream.kafka import (
@@ -87,14 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="Other settings: RIDESTREAM_RETRAINER__* and RIDESTREAM_* (see .env.example).",
     )
-    parser.add_argument(
-        "--topic-prefix", help="prefix of the topic names (RIDESTREAM_TOPIC_PREFIX)"
-    )
-    parser.add_argument(
-        "--bootstrap-servers",
-        metavar="HOST:PORT[,...]",
-        help="overrides RIDESTREAM_KAFKA__BOOTSTRAP_SERVERS",
-    )
+    add_kafka_options(parser)
     parser.add_argument(
         "--margin",
         type=float,
@@ -365,14 +357,7 @@ def run(settings: RetrainerSettings, stop: threading.Event) -> Retrainer:
 def main(argv: list[str] | None = None) -> int:
     """Run `ridestream retrainer ...`; returns the exit code."""
     args = build_parser().parse_args(argv)
-    overrides: dict[str, Any] = {}
-    if args.topic_prefix is not None:
-        overrides["topic_prefix"] = args.topic_prefix
-    settings = RetrainerSettings(**overrides)
-    if args.bootstrap_servers:
-        settings.kafka = settings.kafka.model_copy(
-            update={"bootstrap_servers": args.bootstrap_servers}
-        )
+    settings = with_kafka_options(RetrainerSettings(), args)
     if args.margin is not None:
         if not 0 <= args.margin < 1:
             print("ridestream retrainer: --margin must be in [0, 1)", file=sys.stderr)

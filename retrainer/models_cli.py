@@ -19,7 +19,7 @@ from kafka.errors import KafkaError
 
 from retrainer.promotion import Reason, promote_and_announce
 from retrainer.settings import RetrainerSettings
-from ridestream.cli import CommandParser
+from ridestream.cli import CommandParser, add_kafka_options, with_kafka_options
 from ridestream.events import Event
 from ridestream.kafka import Outgoing, build_producer, create_topics, send_all
 from ridestream.observability import configure_logging
@@ -28,25 +28,8 @@ from ridestream.registry import CHAMPION, PREVIOUS, ModelInfo, ModelNotFoundErro
 PUBLISH_TIMEOUT_S = 15.0
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--topic-prefix", help="prefix of the topic names (RIDESTREAM_TOPIC_PREFIX)"
-    )
-    parser.add_argument(
-        "--bootstrap-servers",
-        metavar="HOST:PORT[,...]",
-        help="overrides RIDESTREAM_KAFKA__BOOTSTRAP_SERVERS",
-    )
-
-
 def _settings(args: argparse.Namespace) -> RetrainerSettings:
-    settings = RetrainerSettings()
-    if getattr(args, "topic_prefix", None) is not None:
-        settings.topic_prefix = args.topic_prefix
-    if getattr(args, "bootstrap_servers", None):
-        settings.kafka = settings.kafka.model_copy(
-            update={"bootstrap_servers": args.bootstrap_servers}
-        )
+    settings = with_kafka_options(RetrainerSettings(), args)
     configure_logging("WARNING" if settings.log_level == "INFO" else settings.log_level)
     # A broker that does not answer is reported in one line, not in a page of retries.
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
@@ -181,7 +164,7 @@ def promote_main(argv: list[str]) -> int:
         "publish ModelPromoted (reason manual) on models.updates, so predictors swap to it.",
     )
     parser.add_argument("version", help="the registered version number, e.g. 3")
-    _common(parser)
+    add_kafka_options(parser)
     args = parser.parse_args(argv)
     prog = parser.prog
     if not args.version.isdigit():
@@ -209,7 +192,7 @@ def rollback_main(argv: list[str]) -> int:
         "becomes `previous`, so a second rollback undoes the first. Publishes ModelPromoted "
         "(reason rollback) on models.updates.",
     )
-    _common(parser)
+    add_kafka_options(parser)
     args = parser.parse_args(argv)
     settings = _settings(args)
     registry = ModelRegistry(settings.mlflow)

@@ -12,7 +12,12 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+if TYPE_CHECKING:
+    from ridestream.settings import Settings
+
+SettingsT = TypeVar("SettingsT", bound="Settings")
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -23,6 +28,29 @@ class CommandParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+def add_kafka_options(parser: argparse.ArgumentParser) -> None:
+    """`--topic-prefix` and `--bootstrap-servers`, the same in every command that uses Kafka."""
+    parser.add_argument(
+        "--topic-prefix", help="prefix of every topic name (RIDESTREAM_TOPIC_PREFIX; default none)"
+    )
+    parser.add_argument(
+        "--bootstrap-servers",
+        metavar="HOST:PORT[,...]",
+        help="Kafka brokers (RIDESTREAM_KAFKA__BOOTSTRAP_SERVERS)",
+    )
+
+
+def with_kafka_options(settings: SettingsT, args: argparse.Namespace) -> SettingsT:
+    """`settings` with the `--topic-prefix` / `--bootstrap-servers` the command line gave."""
+    update: dict[str, Any] = {}
+    if getattr(args, "topic_prefix", None) is not None:
+        update["topic_prefix"] = args.topic_prefix
+    if getattr(args, "bootstrap_servers", None):
+        servers = {"bootstrap_servers": args.bootstrap_servers}
+        update["kafka"] = settings.kafka.model_copy(update=servers)
+    return settings.model_copy(update=update) if update else settings
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any
 
 from kafka.errors import KafkaError
 
-from ridestream.cli import CommandParser
+from ridestream.cli import CommandParser, add_kafka_options, with_kafka_options
 from ridestream.events import (
     DriftDetected,
     DriftWindowClosed,
@@ -350,9 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "switches, throughput) from the topics of a run. Reads the broker in "
         "RIDESTREAM_KAFKA__BOOTSTRAP_SERVERS.",
     )
-    parser.add_argument(
-        "--topic-prefix", default=None, help="the run's topic prefix (default: settings)"
-    )
+    add_kafka_options(parser)
     parser.add_argument("--out", type=Path, default=Path("reports/report.html"), help="output file")
     parser.add_argument("--title", default="ridestream run", help="page title")
     parser.add_argument(
@@ -361,8 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="skip scoring each switch's two models on the same rides (needs the MLflow store)",
     )
     args = parser.parse_args(argv)
-    settings = Settings()
-    topics = Topics(settings.topic_prefix if args.topic_prefix is None else args.topic_prefix)
+    settings = with_kafka_options(Settings(), args)
+    topics = settings.topics
     try:
         run = read_run(settings, topics, score_models=not args.no_models)
     except KafkaError as error:  # broker unreachable and the like: one line, no trace
