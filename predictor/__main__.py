@@ -35,7 +35,7 @@ from ridestream.kafka import (
     explain_connection_error,
     stop_on_signals,
 )
-from ridestream.metrics import batch_recorder, default_metrics
+from ridestream.metrics import batch_recorder, default_metrics, partition_lags
 from ridestream.observability import configure_logging, serve_metrics
 from ridestream.registry import ModelRegistry, retry_on_our_terms
 from ridestream.settings import settings_error
@@ -87,19 +87,12 @@ def transactional_id(settings: PredictorSettings) -> str:
 
 
 def consumer_lag(consumer: Any) -> int | None:
-    """Records behind the high watermark over the assigned partitions (None before a fetch or
-    while the broker does not answer: a progress line must not stop the service)."""
-    total = 0
-    for tp in consumer.assignment():
-        highwater = consumer.highwater(tp)
-        if highwater is None:
-            return None
-        try:
-            position = consumer.position(tp)
-        except KafkaError:  # position() may ask the broker (offset validation): away now
-            return None
-        total += max(highwater - position, 0)
-    return total
+    """Records behind the high watermark over the assigned partitions (None before every one
+    was fetched, or while the broker does not answer)."""
+    lags = partition_lags(consumer)
+    if lags is None or len(lags) < len(consumer.assignment()):
+        return None
+    return sum(lags.values())
 
 
 def tune_gc(threshold0: int) -> None:

@@ -43,6 +43,23 @@ BATCH_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 BatchHook = Callable[["BatchStats"], None]
 
 
+def partition_lags(consumer: Any) -> dict[Any, int] | None:
+    """Records behind the high watermark per assigned partition fetched so far (local state:
+    `highwater` comes with fetch responses), or None while the broker does not answer: a
+    metric or a progress line must not stop the service."""
+    lags: dict[Any, int] = {}
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            continue
+        try:
+            position = consumer.position(tp)
+        except KafkaError:  # position() may ask the broker (offset validation): away now
+            return None
+        lags[tp] = max(highwater - position, 0)
+    return lags
+
+
 class Metrics:
     """The ridestream metrics, registered on one Prometheus registry."""
 
@@ -173,18 +190,13 @@ class Metrics:
         self.events_out.labels(service, topic).inc(count)
 
     def record_consumer_lag(self, service: str, consumer: Any) -> None:
-        """Set the lag per topic from a kafka-python consumer's assignment (local state only:
-        `highwater` comes with fetch responses); partitions not fetched yet are left out."""
+        """Set the lag per topic from a kafka-python consumer's assignment (see
+        `partition_lags`); partitions not fetched yet are left out."""
+        lags = partition_lags(consumer)
+        if lags is None:
+            return
         lag_by_topic: dict[str, int] = {}
-        for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            if highwater is None:
-                continue
-            try:
-                position = consumer.position(tp)
-            except KafkaError:  # position() may ask the broker (offset validation): away now
-                return
-            lag = max(highwater - position, 0)
+        for tp, lag in lags.items():
             lag_by_topic[tp.topic] = lag_by_topic.get(tp.topic, 0) + lag
         for topic, lag in lag_by_topic.items():
             self.consumer_lag.labels(service, topic).set(lag)

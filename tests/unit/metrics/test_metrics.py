@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 from kafka import TopicPartition
+from kafka.errors import KafkaConnectionError
 from prometheus_client import CollectorRegistry, generate_latest
 
 from ridestream.events import (
@@ -19,7 +20,13 @@ from ridestream.events import (
     WindowQuality,
 )
 from ridestream.kafka import BatchStats
-from ridestream.metrics import BATCH_SECONDS_BUCKETS, PREFIX, Metrics, batch_recorder
+from ridestream.metrics import (
+    BATCH_SECONDS_BUCKETS,
+    PREFIX,
+    Metrics,
+    batch_recorder,
+    partition_lags,
+)
 
 WALL = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -135,6 +142,19 @@ def test_consumer_lag_is_summed_per_topic_over_fetched_partitions(
     lag = "ridestream_consumer_lag_records"
     assert value(registry, lag, service="predictor", topic="rides.requested") == 30
     assert value(registry, lag, service="predictor", topic="models.updates") == 0
+
+
+class BrokerAwayConsumer(FakeConsumer):
+    def position(self, tp: TopicPartition) -> int:
+        raise KafkaConnectionError("broker went away")
+
+
+def test_partition_lags_leave_out_unfetched_partitions_and_give_none_with_the_broker_away() -> None:
+    a0, a1 = TopicPartition("rides.requested", 0), TopicPartition("rides.requested", 1)
+    fetched = FakeConsumer(positions={a0: 100, a1: 0}, highwaters={a0: 130})
+    assert partition_lags(fetched) == {a0: 30}
+    away = BrokerAwayConsumer(positions={a0: 100}, highwaters={a0: 130})
+    assert partition_lags(away) is None
 
 
 def test_batch_recorder_records_lag_then_calls_the_next_hook(
