@@ -46,12 +46,9 @@ def service_env(
     (`RIDESTREAM_*` names, given without the prefix: PREDICTOR__GROUP_ID="g")."""
     env = {
         **os.environ,
-        "RIDESTREAM_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        **settings_environment(kafka, "RIDESTREAM_KAFKA__"),
+        **settings_environment(mlflow, "RIDESTREAM_MLFLOW__"),
         "RIDESTREAM_TOPIC_PREFIX": topic_prefix,
-        "RIDESTREAM_MLFLOW__TRACKING_URI": mlflow.tracking_uri,
-        "RIDESTREAM_MLFLOW__ARTIFACT_LOCATION": mlflow.artifact_location,
-        "RIDESTREAM_MLFLOW__EXPERIMENT": mlflow.experiment,
-        "RIDESTREAM_MLFLOW__MODEL_NAME": mlflow.model_name,
         "RIDESTREAM_METRICS_PORT": "0",
         "PYTHONUNBUFFERED": "1",
     }
