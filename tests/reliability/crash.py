@@ -24,7 +24,8 @@ from pathlib import Path
 from kafka import KafkaConsumer, TopicPartition
 
 from ridestream.settings import KafkaSettings, MlflowSettings, Settings
-from tests.reliability.outage import Service, register_champion, settings_environment
+from tests.environment import settings_environment
+from tests.reliability.outage import Service, register_champion
 
 log = logging.getLogger(__name__)
 

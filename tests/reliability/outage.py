@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from pydantic import BaseModel, SecretStr
-
 from ridestream.demo import Processes
 from ridestream.events import RideCompleted
 from ridestream.features import PICKUP_TIME, RIDE_ID, TARGET
@@ -28,6 +26,7 @@ from ridestream.kafka_broker import free_ports
 from ridestream.model import LINEAR
 from ridestream.settings import KafkaSettings, MlflowSettings
 from ridestream.training import train_and_register
+from tests.environment import broker_and_registry_environment
 from tests.synthetic import synthetic_rides
 
 log = logging.getLogger("tests.outage")
@@ -46,27 +45,11 @@ def service_env(
     (`RIDESTREAM_*` names, given without the prefix: PREDICTOR__GROUP_ID="g")."""
     env = {
         **os.environ,
-        **settings_environment(kafka, "RIDESTREAM_KAFKA__"),
-        **settings_environment(mlflow, "RIDESTREAM_MLFLOW__"),
-        "RIDESTREAM_TOPIC_PREFIX": topic_prefix,
+        **broker_and_registry_environment(kafka, topic_prefix, mlflow),
         "RIDESTREAM_METRICS_PORT": "0",
         "PYTHONUNBUFFERED": "1",
     }
     env.update({f"RIDESTREAM_{name}": value for name, value in extra.items()})
-    return env
-
-
-def settings_environment(settings: BaseModel, prefix: str = "RIDESTREAM_") -> dict[str, str]:
-    """The `RIDESTREAM_*` variables from which a service reads back exactly `settings`."""
-    env: dict[str, str] = {}
-    for name, value in settings:
-        key = f"{prefix}{name.upper()}"
-        if isinstance(value, BaseModel):
-            env.update(settings_environment(value, key + "__"))
-        elif isinstance(value, SecretStr):
-            env[key] = value.get_secret_value()
-        elif value is not None:
-            env[key] = str(value)
     return env
 
 

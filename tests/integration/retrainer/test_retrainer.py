@@ -42,6 +42,7 @@ from ridestream.registry import PREVIOUS, ModelRegistry
 from ridestream.settings import KafkaSettings, MlflowSettings
 from ridestream.topics import Topics
 from ridestream.training import TrainedModel, train_and_register
+from tests.environment import broker_and_registry_environment
 
 REPO = Path(__file__).resolve().parents[3]
 DATA_DIR = Path(os.environ.get("RIDESTREAM_TEST_DATA_DIR", REPO.parent / "shared" / "data"))
@@ -432,12 +433,7 @@ def test_retrainer_killed_mid_training_leaves_no_half_made_promotion(
 
     env = {
         **os.environ,
-        "RIDESTREAM_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "RIDESTREAM_TOPIC_PREFIX": settings.topic_prefix,
-        "RIDESTREAM_MLFLOW__TRACKING_URI": settings.mlflow.tracking_uri,
-        "RIDESTREAM_MLFLOW__ARTIFACT_LOCATION": settings.mlflow.artifact_location,
-        "RIDESTREAM_MLFLOW__EXPERIMENT": settings.mlflow.experiment,
-        "RIDESTREAM_MLFLOW__MODEL_NAME": settings.mlflow.model_name,
+        **broker_and_registry_environment(settings.kafka, settings.topic_prefix, settings.mlflow),
         "RIDESTREAM_RETRAINER__GROUP_ID": settings.retrainer.group_id,
         "RIDESTREAM_RETRAINER__MIN_LABELLED_RIDES": str(MIN_LABELLED_RIDES),
         "RIDESTREAM_RETRAINER__MODEL_KIND": LINEAR,
@@ -497,14 +493,9 @@ def test_manual_promote_and_rollback_move_aliases_and_publish_model_promoted(
     val = sample(green_rides, "2021-01-22", "2021-01-25", 800, seed=7)
     train_and_register(settings.mlflow, train, val, kind=LINEAR, promote=False)
     monkeypatch.chdir(tmp_path)  # no .env
-    for name, value in {
-        "RIDESTREAM_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "RIDESTREAM_TOPIC_PREFIX": settings.topic_prefix,
-        "RIDESTREAM_MLFLOW__TRACKING_URI": settings.mlflow.tracking_uri,
-        "RIDESTREAM_MLFLOW__ARTIFACT_LOCATION": settings.mlflow.artifact_location,
-        "RIDESTREAM_MLFLOW__EXPERIMENT": settings.mlflow.experiment,
-        "RIDESTREAM_MLFLOW__MODEL_NAME": settings.mlflow.model_name,
-    }.items():
+    for name, value in broker_and_registry_environment(
+        settings.kafka, settings.topic_prefix, settings.mlflow
+    ).items():
         monkeypatch.setenv(name, value)
 
     assert promote_main(["2"]) == 0
