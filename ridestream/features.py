@@ -100,33 +100,19 @@ def is_labelled(duration_min: pd.Series | np.ndarray) -> np.ndarray:
 
 def rides_frame(events: Iterable[RideRequested | RideCompleted]) -> pd.DataFrame:
     """A rides frame from ride events; completed rides also get their `duration_min` label."""
-    ride_ids: list[str] = []
-    pickups: list[object] = []
-    pu: list[int] = []
-    do: list[int] = []
-    distances: list[float] = []
-    durations: list[float] = []
-    # Column lists, not one dict per row: the predictor builds a frame per batch of thousands.
-    for event in events:
-        ride_ids.append(event.ride_id)
-        if isinstance(event, RideCompleted):
-            pickups.append(event.pickup_time)
-            durations.append(event.duration_min)
-        else:
-            pickups.append(event.event_time)
-            durations.append(np.nan)
-        pu.append(event.pu_location_id)
-        do.append(event.do_location_id)
-        distances.append(event.trip_distance)
+    # One list comprehension a column: the predictor builds a frame per batch of thousands.
+    events = list(events)
+    pickups = [e.pickup_time if isinstance(e, RideCompleted) else e.event_time for e in events]
+    durations = [e.duration_min if isinstance(e, RideCompleted) else np.nan for e in events]
     return pd.DataFrame(
         {
-            RIDE_ID: pd.Series(ride_ids, dtype=object),
-            # Event times are naive datetimes (validated): numpy converts them without pandas'
-            # per-value parsing.
-            PICKUP_TIME: np.array(pickups, dtype="datetime64[us]").astype("datetime64[ns]"),
-            "PULocationID": np.asarray(pu, dtype="int64"),
-            "DOLocationID": np.asarray(do, dtype="int64"),
-            "trip_distance": np.asarray(distances, dtype="float64"),
+            RIDE_ID: pd.Series([e.ride_id for e in events], dtype=object),
+            # Event times are naive datetimes (validated). pandas converts a list of them in C
+            # (~0.1 us each); numpy's datetime64 conversion takes ~1.3 us each.
+            PICKUP_TIME: pd.DatetimeIndex(pickups, dtype="datetime64[ns]"),
+            "PULocationID": np.asarray([e.pu_location_id for e in events], dtype="int64"),
+            "DOLocationID": np.asarray([e.do_location_id for e in events], dtype="int64"),
+            "trip_distance": np.asarray([e.trip_distance for e in events], dtype="float64"),
             TARGET: np.asarray(durations, dtype="float64"),
         },
         columns=[*RIDE_COLUMNS, TARGET],
