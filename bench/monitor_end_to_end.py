@@ -4,6 +4,8 @@ Real rides (green 2021-01 by default, predictions by a fixed function of the dis
 on rides.predictions / rides.completed first; then `monitor.__main__.run` (the same wiring as
 `ridestream monitor`, snapshots off, reference built here) reads the backlog: fetch, pydantic
 decode, join, windows, drift, quality, produce, commit. Timed from the first to the last record.
+Before it, a bare kafka-python consumer polls and commits the same records and nothing else:
+the ceiling any monitor on this client reaches on this machine.
 
 Run: python bench/monitor_end_to_end.py [--months 2021-01] [--bootstrap HOST:PORT]
 Without --bootstrap it starts its own Apache Kafka from the jars on free loopback ports, data
@@ -64,6 +66,7 @@ def main() -> int:
         producer.flush()
         producer.close()
 
+        bare_seconds = bare_consume(kafka_settings, list(names.values()), len(records))
         reference = synthetic_reference()
         settings = MonitorSettings(
             kafka=kafka_settings,
@@ -109,7 +112,38 @@ def main() -> int:
         f"{f'{args.window_rides} rides':>10} | {startup:>9.1f} | {seconds:>8.1f} | "
         f"{rides / seconds:>8,.0f} | {rides / cpu_seconds:>11,.0f} | {seen['produced']:>7}"
     )
+    print(
+        f"bare kafka-python consumer of the same records (poll, commit, nothing else): "
+        f"{rides / bare_seconds:,.0f} rides/s; the monitor does {bare_seconds / seconds:.0%} of it"
+    )
     return 0
+
+
+def bare_consume(kafka_settings, topics: list[str], total: int) -> float:
+    """Seconds a bare kafka-python consumer takes to poll and commit `total` records of
+    `topics` (from its first record): the client's own limit for the monitor."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        *topics,
+        **kafka_settings.client_config(),
+        group_id=f"bare-{uuid.uuid4().hex[:6]}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=1_048_576,
+    )
+    seen, first = 0, 0.0
+    try:
+        while seen < total:
+            polled = consumer.poll(timeout_ms=500, max_records=5_000)
+            if polled and not first:
+                first = time.perf_counter()
+            seen += sum(len(batch) for batch in polled.values())
+            if polled:
+                consumer.commit()
+        return time.perf_counter() - first
+    finally:
+        consumer.close()
 
 
 if __name__ == "__main__":
