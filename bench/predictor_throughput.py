@@ -5,9 +5,10 @@
 1. throughput of one predictor process (`python -m predictor`, gbm champion) on pre-produced
    rides, next to a bare kafka-python consume -> produce passthrough of the same messages and
    a per-record baseline (decode one, predict one row, produce one);
-2. latency RideRequested produced -> DurationPredicted readable at a steady rate, measured
-   after a warm-up at that rate (a fresh broker JIT-compiles for its first ~20 s: p99 ~90 ms
-   in the first 10 s, then 30-45 ms);
+2. latency RideRequested produced -> DurationPredicted readable at a steady rate, next to
+   the bare passthrough's own latency on the same broker (its floor), each measured after a
+   warm-up at that rate (a fresh broker JIT-compiles for its first ~20 s or more: p99 ~90 ms
+   in the first 10 s);
 3. two predictor processes in one group on a 4-partition topic: shares and completeness.
 
 Without --bootstrap it starts its own Apache Kafka on free ports with its data in a temporary
@@ -238,6 +239,101 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
+@dataclass
+class Latency:
+    """Milliseconds from a ride produced to its output readable, after the warm-up."""
+
+    rate: float
+    p50: float
+    p99: float
+    max: float
+    warmup_p99: float
+    seen: str
+    load: float
+
+
+def measure_latency(
+    bootstrap: str, admin: Any, topics: Any, group: str, rides: list[Any], args: Any
+) -> Latency:
+    """Send rides to `topics.rides_requested` at `args.latency_rate` for `args.warmup_s` +
+    `args.latency_s`, read `topics.rides_predictions` in a thread, match outputs by key."""
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    from ridestream.events import encode
+
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+    warmup_latencies: list[float] = []
+    measured_from = float("inf")  # perf_counter time the measured rides start
+    # The broker answers a fetch as soon as a record arrives: a long fetch_max_wait_ms costs
+    # no latency, a short one only floods the broker (and this process) with empty fetches.
+    reader = KafkaConsumer(bootstrap_servers=bootstrap)
+    partitions = [TopicPartition(topics.rides_predictions, p) for p in range(4)]
+    reader.assign(partitions)
+    reader.seek_to_end(*partitions)
+    for tp in partitions:
+        reader.position(tp)
+    reading = threading.Event()
+
+    def read() -> None:
+        while not reading.is_set():
+            for records in reader.poll(timeout_ms=50).values():
+                now = time.perf_counter()
+                for record in records:
+                    ride_id = record.key.decode()
+                    if ride_id in sent:
+                        latency = 1000 * (now - sent[ride_id])
+                        measured = sent[ride_id] >= measured_from
+                        (latencies if measured else warmup_latencies).append(latency)
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
+    # Wait until the worker answers.
+    warm = [(f"warm:{n}".encode(), encode(rides[n].model_copy(update={"ride_id": f"warm:{n}"})))
+            for n in range(100)]  # fmt: skip
+    for key, value in warm:
+        producer.send(topics.rides_requested, key=key, value=value)
+    producer.flush()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and committed_total(admin, group) < len(warm):
+        time.sleep(0.2)
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    tick_s = 0.01
+    per_tick = max(1, int(args.latency_rate * tick_s))
+    started = time.perf_counter()
+    measured_from = started + args.warmup_s
+    n = 0
+    while time.perf_counter() - measured_from < args.latency_s:
+        pause = started + n * tick_s - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+        for k in range(per_tick):
+            ride = rides[(n * per_tick + k) % len(rides)]
+            ride_id = f"lat:{n}:{k}"
+            sent[ride_id] = time.perf_counter()
+            producer.send(
+                topics.rides_requested,
+                key=ride_id.encode(),
+                value=encode(ride.model_copy(update={"ride_id": ride_id})),
+            )
+        n += 1
+    producer.flush()
+    time.sleep(2)
+    reading.set()
+    thread.join()
+    reader.close()
+    producer.close()
+    return Latency(
+        rate=sum(1 for t in sent.values() if t >= measured_from) / args.latency_s,
+        p50=percentile(latencies, 50),
+        p99=percentile(latencies, 99),
+        max=max(latencies, default=float("nan")),
+        warmup_p99=percentile(warmup_latencies, 99),
+        seen=f"{len(latencies) + len(warmup_latencies):,} / {len(sent):,}",
+        load=os.getloadavg()[0],
+    )
+
+
 # -- the benchmark ---------------------------------------------------------------------------
 
 
@@ -247,7 +343,7 @@ def main() -> int:
     parser.add_argument("--rides", type=int, default=200_000, help="rides for throughput")
     parser.add_argument("--per-record-rides", type=int, default=3_000)
     parser.add_argument("--latency-rate", type=int, default=2_000, help="rides/s")
-    parser.add_argument("--latency-s", type=float, default=30.0, help="measured seconds")
+    parser.add_argument("--latency-s", type=float, default=60.0, help="measured seconds")
     parser.add_argument(
         "--warmup-s", type=float, default=20.0, help="seconds at the rate before measuring"
     )
@@ -286,7 +382,7 @@ def run_bench(args: argparse.Namespace, bootstrap: str, kafka: Any) -> int:
     import numpy as np
     import pandas as pd
     import sklearn
-    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka import KafkaAdminClient, KafkaConsumer
 
     from ridestream.events import encode
     from ridestream.kafka import create_topics
@@ -388,94 +484,53 @@ def run_bench(args: argparse.Namespace, bootstrap: str, kafka: Any) -> int:
         ]
 
     if "latency" in parts:
-        # 2. Latency at a steady rate.
-        topics = fresh_topics()
-        group = f"latency-{uuid.uuid4().hex[:6]}"
-        process = worker(
-            ["-m", "predictor"],
-            {
-                **env,
-                "RIDESTREAM_TOPIC_PREFIX": topics.prefix,
-                "RIDESTREAM_PREDICTOR__GROUP_ID": group,
-            },
-        )
-        sent: dict[str, float] = {}
-        latencies: list[float] = []
-        warmup_latencies: list[float] = []
-        measured_from = float("inf")  # perf_counter time the measured rides start
-        reader = KafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=5)
-        partitions = [TopicPartition(topics.rides_predictions, p) for p in range(4)]
-        reader.assign(partitions)
-        reader.seek_to_end(*partitions)
-        for tp in partitions:
-            reader.position(tp)
-        reading = threading.Event()
+        # 2. Latency at a steady rate: the bare passthrough first (it also warms the broker
+        # up), then the predictor, each on fresh topics, each warmed up at the rate.
+        def latency(name: str, argv: list[str], extra: dict[str, str]) -> Latency:
+            topics = fresh_topics()
+            group = f"latency-{uuid.uuid4().hex[:6]}"
+            process = worker(
+                [a.format(source=topics.rides_requested, target=topics.rides_predictions,
+                          group=group) for a in argv],
+                {**env, **extra, "RIDESTREAM_TOPIC_PREFIX": topics.prefix,
+                 "RIDESTREAM_PREDICTOR__GROUP_ID": group},
+            )  # fmt: skip
+            try:
+                measured = measure_latency(bootstrap, admin, topics, group, rides, args)
+            finally:
+                stop(process)
+            print(
+                f"  latency, {name}: p50 {measured.p50:.1f} ms, p99 {measured.p99:.1f} ms "
+                f"(warm-up p99 {measured.warmup_p99:.1f} ms, load {measured.load:.1f})",
+                flush=True,
+            )
+            return measured
 
-        def read() -> None:
-            while not reading.is_set():
-                for records in reader.poll(timeout_ms=50).values():
-                    now = time.perf_counter()
-                    for record in records:
-                        ride_id = record.key.decode()
-                        if ride_id in sent:
-                            latency = 1000 * (now - sent[ride_id])
-                            measured = sent[ride_id] >= measured_from
-                            (latencies if measured else warmup_latencies).append(latency)
-
-        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=1)
-        # Warm up: wait until the predictor answers.
-        warm = [(f"warm:{n}".encode(), encode(rides[n].model_copy(update={"ride_id": f"warm:{n}"})))
-                for n in range(100)]  # fmt: skip
-        for key, value in warm:
-            producer.send(topics.rides_requested, key=key, value=value)
-        producer.flush()
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and committed_total(admin, group) < len(warm):
-            time.sleep(0.2)
-        thread = threading.Thread(target=read, daemon=True)
-        thread.start()
-        tick_s = 0.01
-        per_tick = max(1, int(args.latency_rate * tick_s))
-        started = time.perf_counter()
-        measured_from = started + args.warmup_s
-        n = 0
-        while time.perf_counter() - measured_from < args.latency_s:
-            due = started + n * tick_s
-            pause = due - time.perf_counter()
-            if pause > 0:
-                time.sleep(pause)
-            for k in range(per_tick):
-                ride = rides[(n * per_tick + k) % len(rides)]
-                ride_id = f"lat:{n}:{k}"
-                sent[ride_id] = time.perf_counter()
-                producer.send(
-                    topics.rides_requested,
-                    key=ride_id.encode(),
-                    value=encode(ride.model_copy(update={"ride_id": ride_id})),
-                )
-            n += 1
-        producer.flush()
-        time.sleep(2)
-        reading.set()
-        thread.join()
-        stop(process)
-        reader.close()
-        producer.close()
-        rate = sum(1 for t in sent.values() if t >= measured_from) / args.latency_s
+        bare_latency = latency(
+            "bare passthrough",
+            [__file__, "--worker", "passthrough", "--bootstrap", bootstrap, "--group", "{group}",
+             "--source", "{source}", "--target", "{target}"],
+            {},
+        )  # fmt: skip
+        ours_latency = latency("predictor", ["-m", "predictor"], {})
         results += [
             (
-                f"latency during the {args.warmup_s:.0f} s warm-up: p99 (ms)",
-                f"{percentile(warmup_latencies, 99):.1f}",
+                f"latency at {ours_latency.rate:,.0f} rides/s, {args.latency_s:.0f} s after "
+                f"{args.warmup_s:.0f} s of warm-up: predictor p50 / p99 (ms)",
+                f"{ours_latency.p50:.1f} / {ours_latency.p99:.1f}",
             ),
-            (f"latency at {rate:,.0f} rides/s: p50 (ms)", f"{percentile(latencies, 50):.1f}"),
-            ("latency p99 (ms)", f"{percentile(latencies, 99):.1f}"),
-            ("latency max (ms)", f"{max(latencies) if latencies else float('nan'):.1f}"),
             (
-                "latency: predictions seen / sent",
-                f"{len(latencies) + len(warmup_latencies):,} / {len(sent):,}",
+                "latency, bare passthrough of the same rides: p50 / p99 (ms)",
+                f"{bare_latency.p50:.1f} / {bare_latency.p99:.1f}",
             ),
+            (
+                "latency during the warm-up: predictor / passthrough p99 (ms)",
+                f"{ours_latency.warmup_p99:.1f} / {bare_latency.warmup_p99:.1f}",
+            ),
+            ("latency max: predictor (ms)", f"{ours_latency.max:.1f}"),
+            ("latency: predictions seen / sent", ours_latency.seen),
+            ("load average after each", f"{bare_latency.load:.1f} / {ours_latency.load:.1f}"),
         ]
-        print(f"  latency: p50 {results[-4][1]} ms, p99 {results[-3][1]} ms", flush=True)
 
     if "pair" in parts:
         # 3. Two predictors in one group share a 4-partition topic.
