@@ -74,7 +74,7 @@ broker-down: install ## Stop the local Apache Kafka
 broker-status: install ## Is the local Apache Kafka running?
 	$(BIN)/ridestream broker status
 
-bench: install ## Run the benchmarks (prints tables; needs a running broker: make broker-up)
+bench: install ## Run the benchmarks (print tables; those that need Kafka start a broker of their own)
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean: ## Remove the venv and local state (.ridestream/: broker data, MLflow store)
