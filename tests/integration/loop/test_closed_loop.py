@@ -38,6 +38,7 @@ from ridestream.topic_reader import read_events
 from ridestream.topics import Topics
 from ridestream.training import train_and_register
 from ridestream.trips import month_path, read_trips
+from tests.environment import broker_and_registry_environment
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -152,10 +153,7 @@ def test_drift_triggers_a_retrain_that_the_predictors_switch_to_without_losing_a
 
     env = {
         **os.environ,
-        "RIDESTREAM_TOPIC_PREFIX": topic_prefix,
-        "RIDESTREAM_KAFKA__BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
-        "RIDESTREAM_MLFLOW__TRACKING_URI": mlflow_settings.tracking_uri,
-        "RIDESTREAM_MLFLOW__ARTIFACT_LOCATION": mlflow_settings.artifact_location,
+        **broker_and_registry_environment(kafka_settings, topic_prefix, mlflow_settings),
         "RIDESTREAM_STATE_DIR": str(tmp_path / "state"),
         # Retrain on the recent past only: a few days after the slowdown starts, the buffer
         # holds little else.
