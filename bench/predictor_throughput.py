@@ -486,13 +486,13 @@ def run_bench(args: argparse.Namespace, bootstrap: str, kafka: Any) -> int:
     if "latency" in parts:
         # 2. Latency at a steady rate: the bare passthrough first (it also warms the broker
         # up), then the predictor, each on fresh topics, each warmed up at the rate.
-        def latency(name: str, argv: list[str], extra: dict[str, str]) -> Latency:
+        def latency(name: str, argv: list[str]) -> Latency:
             topics = fresh_topics()
             group = f"latency-{uuid.uuid4().hex[:6]}"
             process = worker(
                 [a.format(source=topics.rides_requested, target=topics.rides_predictions,
                           group=group) for a in argv],
-                {**env, **extra, "RIDESTREAM_TOPIC_PREFIX": topics.prefix,
+                {**env, "RIDESTREAM_TOPIC_PREFIX": topics.prefix,
                  "RIDESTREAM_PREDICTOR__GROUP_ID": group},
             )  # fmt: skip
             try:
@@ -510,9 +510,8 @@ def run_bench(args: argparse.Namespace, bootstrap: str, kafka: Any) -> int:
             "bare passthrough",
             [__file__, "--worker", "passthrough", "--bootstrap", bootstrap, "--group", "{group}",
              "--source", "{source}", "--target", "{target}"],
-            {},
         )  # fmt: skip
-        ours_latency = latency("predictor", ["-m", "predictor"], {})
+        ours_latency = latency("predictor", ["-m", "predictor"])
         results += [
             (
                 f"latency at {ours_latency.rate:,.0f} rides/s, {args.latency_s:.0f} s after "
