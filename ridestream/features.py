@@ -104,6 +104,8 @@ def rides_frame(events: Iterable[RideRequested | RideCompleted]) -> pd.DataFrame
     events = list(events)
     pickups = [e.pickup_time if isinstance(e, RideCompleted) else e.event_time for e in events]
     durations = [e.duration_min if isinstance(e, RideCompleted) else np.nan for e in events]
+    # In RIDE_COLUMNS + TARGET order. Neither `columns=` (a reindex: half the cost of a
+    # predictor batch's frame at 20 rides) nor a copy of the fresh arrays.
     return pd.DataFrame(
         {
             RIDE_ID: pd.Series([e.ride_id for e in events], dtype=object),
@@ -115,5 +117,5 @@ def rides_frame(events: Iterable[RideRequested | RideCompleted]) -> pd.DataFrame
             "trip_distance": np.asarray([e.trip_distance for e in events], dtype="float64"),
             TARGET: np.asarray(durations, dtype="float64"),
         },
-        columns=[*RIDE_COLUMNS, TARGET],
+        copy=False,
     )
