@@ -425,13 +425,17 @@ def send_many(producer: KafkaProducer, outputs: Sequence[Outgoing]) -> list[Any]
 
 
 def appends_directly(producer: Any) -> bool:
-    """Whether `append_records` can feed this producer: kafka-python's accumulator and sender
-    are there and keys go to partitions by the default partitioner (murmur2)."""
+    """Whether `append_records` can feed this producer: kafka-python's accumulator (with its
+    partition queues and locks), batches and sender are there and keys go to partitions by the
+    default partitioner (murmur2). Any other client version takes `send`."""
     from kafka.partitioner.default import DefaultPartitioner
+    from kafka.producer.producer_batch import ProducerBatch
 
+    accumulator = getattr(producer, "_accumulator", None)
     config = getattr(producer, "config", None)
     return (
-        hasattr(getattr(producer, "_accumulator", None), "append")
+        all(hasattr(accumulator, name) for name in ("append", "_tp_lock", "_batches"))
+        and hasattr(ProducerBatch, "try_append")
         and hasattr(getattr(producer, "_sender", None), "wakeup")
         and isinstance(config, dict)
         and type(config.get("partitioner")) is DefaultPartitioner
@@ -454,6 +458,12 @@ def append_records(
     each partition is added to it first, as `send` does. The sender is woken when a batch is
     started and once at the end if one is full, as `send` does (not once per message:
     a wake-up is a syscall).
+
+    Per partition, in order: the accumulator takes a message (it finds the partition's open
+    batch or starts one), then the following ones go into that batch directly, under the
+    partition lock the accumulator and the sender take (a batch the sender drained or aborted
+    has left the partition's queue, a closed one takes nothing), until it is full. That skips
+    the accumulator's per-message checks and locks: ~1.5 us of the predictor's ~31 us a ride.
     """
     accumulator = producer._accumulator
     append = accumulator.append
@@ -462,13 +472,34 @@ def append_records(
     if manager is not None and manager.is_transactional():
         for tp in dict.fromkeys(tps):
             manager.maybe_add_partition_to_transaction(tp)
-    futures: list[Any] = []
+    by_partition: dict[Any, list[int]] = {}
+    for index, tp in enumerate(tps):
+        by_partition.setdefault(tp, []).append(index)
+    futures: list[Any] = [None] * len(tps)
     full = False
-    for tp, key, value in zip(tps, keys, values, strict=True):
-        future, full, new_batch, _ = append(tp, None, key, value, [])
-        futures.append(future)
-        if new_batch:
-            wakeup()
+    for tp, indexes in by_partition.items():
+        lock = accumulator._tp_lock(tp)
+        position = 0
+        while position < len(indexes):
+            index = indexes[position]
+            futures[index], full_now, new_batch, _ = append(
+                tp, None, keys[index], values[index], []
+            )
+            full = full or full_now
+            if new_batch:
+                wakeup()
+            position += 1
+            with lock:
+                queue = accumulator._batches[tp]
+                batch = queue[-1] if queue else None
+                while batch is not None and position < len(indexes):
+                    index = indexes[position]
+                    future = batch.try_append(None, keys[index], values[index], [])
+                    if future is None:  # full: the accumulator starts the next batch
+                        full = True
+                        break
+                    futures[index] = future
+                    position += 1
     if full:
         wakeup()
     return futures

@@ -23,6 +23,7 @@ from ridestream.kafka import (
     build_producer,
     create_topics,
     send_all,
+    send_many,
 )
 from ridestream.settings import KafkaSettings
 from ridestream.topics import dead_letter_topic
@@ -266,6 +267,37 @@ def test_send_all_puts_keys_where_the_default_partitioner_does_in_order_with_dea
         assert order == sorted(order)
     (dead,) = [r for r in records if r.key == b"dead"]
     assert dict(dead.headers) == {"error.type": b"X"}
+
+
+def test_send_all_fills_batch_after_batch_in_order(
+    kafka_settings: KafkaSettings, topic_prefix: str
+) -> None:
+    # Batches of ~2 kB: the fast path fills one, the accumulator starts the next, many times
+    # over per partition, while the sender drains the full ones.
+    topic = f"{topic_prefix}out"
+    create_topics(kafka_settings, [topic], partitions=2)
+    outputs = [Outgoing(topic, f"k{n}".encode(), b"v%05d" % n + b"." * 100) for n in range(3_000)]
+    producer = build_producer(kafka_settings, batch_size=2_048, linger_ms=0)
+    try:
+        futures = send_many(producer, outputs)
+        producer.flush()
+        offsets = [future.get(timeout=10).offset for future in futures]
+    finally:
+        producer.close()
+
+    records = read_all(kafka_settings, topic, expect=3_000)
+    assert len(records) == 3_000
+    assert sorted(r.value for r in records) == sorted(o.value for o in outputs)
+    sent_order = {o.value: n for n, o in enumerate(outputs)}
+    for partition in range(2):
+        in_partition = [r for r in records if r.partition == partition]
+        assert [sent_order[r.value] for r in in_partition] == sorted(
+            sent_order[r.value] for r in in_partition
+        )
+        # Each future reports its record's own offset.
+        assert [offsets[sent_order[r.value]] for r in in_partition] == [
+            r.offset for r in in_partition
+        ]
 
 
 def test_a_commit_in_background_is_finished_when_the_loop_stops(
