@@ -40,8 +40,8 @@ CRASHES = 3
 SEED = 8
 # The last restart must finish the stream, and in exactly-once mode a transaction left open by
 # a kill holds read_committed readers back until the broker aborts it (the producer's
-# transaction timeout, 10 s in the service's process: see crash.py, plus the broker's 10 s
-# abort check).
+# transaction timeout, RIDESTREAM_KAFKA__TRANSACTION_TIMEOUT_MS = 10 s by default, plus the
+# broker's 10 s abort check).
 READ_TIMEOUT_S = 240.0
 
 
