@@ -37,8 +37,8 @@ def ensure_months(
         except FetchError as error:
             still = " ".join(missing_months(data_dir, missing, COLOR))
             raise DemoError(
-                f"no trip files for {still} in {data_dir} and the download failed: {error}. "
-                f"Put {COLOR}_tripdata_YYYY-MM.parquet files in a folder named by "
-                f"RIDESTREAM_DATA_DIR (or --data-dir), or give --base-url of a mirror"
+                f"no trip files for {still} in {data_dir}, and fetching them from {base_url} "
+                f"failed ({error}): put {COLOR}_tripdata_YYYY-MM.parquet files in a folder named "
+                f"by RIDESTREAM_DATA_DIR (or --data-dir), or give --base-url of a mirror"
             ) from None
     return [month_path(data_dir, month, COLOR) for month in months]

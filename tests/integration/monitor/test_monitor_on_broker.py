@@ -6,7 +6,6 @@ Events go straight onto the topics with a KafkaProducer; the monitor runs in a t
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from datetime import UTC, datetime
@@ -34,13 +33,11 @@ from ridestream.kafka import create_topics
 from ridestream.settings import KafkaSettings
 from ridestream.topics import Topics
 from ridestream.trips import read_trips
+from tests import tripdata
 
 pytestmark = pytest.mark.integration
 
-DATA_DIR = Path(
-    os.environ.get("RIDESTREAM_TEST_DATA_DIR", Path(__file__).parents[3] / ".." / "shared" / "data")
-)
-TRAINING_MONTH = "green_tripdata_2021-01.parquet"
+TRAINING_MONTH = "2021-01"
 # Three weekdays of the training month, and enough of the next day to close the last window.
 FIRST_PICKUP, LAST_PICKUP = "2021-01-05", "2021-01-08 03:00"
 DRIFT_FROM = pd.Timestamp("2021-01-06")
@@ -57,10 +54,7 @@ def predict(features: pd.DataFrame) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def month() -> pd.DataFrame:
-    path = DATA_DIR / TRAINING_MONTH
-    if not path.exists():
-        pytest.skip(f"real TLC data not found in {DATA_DIR} (set RIDESTREAM_TEST_DATA_DIR)")
-    return read_trips(path)
+    return read_trips(tripdata.month_file(TRAINING_MONTH))
 
 
 @pytest.fixture(scope="module")

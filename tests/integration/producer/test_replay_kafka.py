@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,19 +15,14 @@ from producer.settings import ProducerSettings
 from ridestream.events import RideCompleted, RideRequested, decode
 from ridestream.kafka import build_consumer
 from ridestream.settings import KafkaSettings
+from tests import tripdata
 
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parents[3]
-DATA_DIR = Path(os.environ.get("RIDESTREAM_TEST_DATA_DIR", REPO.parent / "shared" / "data"))
-JANUARY = DATA_DIR / "green_tripdata_2021-01.parquet"
 
 
 @pytest.fixture
 def january() -> Path:
-    if not JANUARY.exists():
-        pytest.skip(f"real TLC data not found in {DATA_DIR} (set RIDESTREAM_TEST_DATA_DIR)")
-    return JANUARY
+    return tripdata.month_file("2021-01")
 
 
 def consume_all(

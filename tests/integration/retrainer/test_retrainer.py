@@ -42,11 +42,9 @@ from ridestream.registry import PREVIOUS, ModelRegistry
 from ridestream.settings import KafkaSettings, MlflowSettings
 from ridestream.topics import Topics
 from ridestream.training import TrainedModel, train_and_register
+from tests import tripdata
 from tests.environment import broker_and_registry_environment
 
-REPO = Path(__file__).resolve().parents[3]
-DATA_DIR = Path(os.environ.get("RIDESTREAM_TEST_DATA_DIR", REPO.parent / "shared" / "data"))
-GREEN_2021_01 = DATA_DIR / "green_tripdata_2021-01.parquet"
 # Small samples keep each training to about a second: the tests are about the loop.
 pytestmark = pytest.mark.integration
 
@@ -59,11 +57,9 @@ MIN_LABELLED_RIDES = 1_000
 @pytest.fixture(scope="module")
 def green_rides() -> pd.DataFrame:
     """Labelled green 2021-01 rides picked up in January 2021, in pickup order."""
-    if not GREEN_2021_01.is_file():
-        pytest.skip(f"real TLC data missing: {GREEN_2021_01} (set RIDESTREAM_TEST_DATA_DIR)")
     from ridestream.trips import read_trips
 
-    rides = labelled(read_trips(GREEN_2021_01))
+    rides = labelled(read_trips(tripdata.month_file("2021-01")))
     in_month = (rides[PICKUP_TIME] >= "2021-01-01") & (rides[PICKUP_TIME] < "2021-02-01")
     valid = rides["trip_distance"].between(0, MAX_TRIP_DISTANCE_MI)  # odometer garbage
     return rides[in_month & valid].sort_values(PICKUP_TIME).reset_index(drop=True)
