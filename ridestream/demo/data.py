@@ -20,6 +20,7 @@ def ensure_months(
     Prints one line per download (size, rate, rows). Raises DemoError with one line naming the
     months still missing, the URL tried and how to supply them when a download fails.
     """
+    data_dir = Path(data_dir).resolve()  # messages name the folder wherever it was given from
     missing = missing_months(data_dir, months, COLOR)
     if missing:
         print(f"fetching {len(missing)} missing month(s) into {data_dir} from {base_url}")
