@@ -17,10 +17,9 @@ from typing import Any
 
 from producer.settings import ProducerSettings
 from ridestream.cli import CommandParser
-from ridestream.tripdata_fetch import TLC_BASE_URL, FetchError, fetch
+from ridestream.tripdata_fetch import TLC_BASE_URL, FetchError, fetch, month_argument
 from ridestream.trips import NotATripFileError, count_rows, trip_file_color
 
-MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 TRIP_FILE = re.compile(r"^(?P<color>green|yellow)_tripdata_(?P<month>\d{4}-\d{2})\.")
 
 
@@ -64,12 +63,6 @@ def format_listing(entries: list[dict[str, Any]], data_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def _month(text: str) -> str:
-    if not MONTH.match(text):
-        raise argparse.ArgumentTypeError(f"expected YYYY-MM, got {text!r}")
-    return text
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The `ridestream data` command line."""
     parser = CommandParser(
@@ -89,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch_parser.add_argument(
         "--months",
         nargs="+",
-        type=_month,
+        type=month_argument,
         required=True,
         metavar="YYYY-MM",
         help="the months to download",

@@ -8,7 +8,9 @@ so an interrupted or corrupt download never shows up later as data.
 
 from __future__ import annotations
 
+import argparse
 import http.client
+import re
 import socket
 import sys
 import time
@@ -23,6 +25,7 @@ from typing import IO
 from ridestream.trips import NotATripFileError, count_rows, month_path, trip_file_color
 
 TLC_BASE_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
+MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 CHUNK_BYTES = 1 << 20
 
 Opener = Callable[..., IO[bytes]]
@@ -53,6 +56,13 @@ class Fetched:
             f"fetched {self.size_bytes / 1e6:.1f} MB in {self.seconds:.1f} s ({rate:.1f} MB/s), "
             f"{self.rows:,} rows: {self.path}"
         )
+
+
+def month_argument(text: str) -> str:
+    """An argparse type for a YYYY-MM month (a bad one is a one-line usage error)."""
+    if not MONTH.match(text):
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM, got {text!r}")
+    return text
 
 
 def month_url(base_url: str, color: str, month: str) -> str:

@@ -23,7 +23,9 @@ def ensure_months(
     data_dir = Path(data_dir).resolve()  # messages name the folder wherever it was given from
     missing = missing_months(data_dir, months, COLOR)
     if missing:
-        print(f"fetching {len(missing)} missing month(s) into {data_dir} from {base_url}")
+        print(
+            f"fetching {len(missing)} missing month(s) into {data_dir} from {base_url}", flush=True
+        )
         try:
             fetch(
                 data_dir,

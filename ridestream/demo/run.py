@@ -33,7 +33,7 @@ from ridestream.kafka import create_topics
 from ridestream.report import build_report, read_run
 from ridestream.settings import Settings
 from ridestream.topics import Topics
-from ridestream.tripdata_fetch import TLC_BASE_URL
+from ridestream.tripdata_fetch import TLC_BASE_URL, month_argument
 
 # Services and the metrics port each serves while the demo runs.
 SERVICES = (("predictor", 9101), ("monitor", 9102), ("retrainer", 9103))
@@ -55,11 +55,16 @@ def _parser() -> argparse.ArgumentParser:
         "replay that drifts, live progress, a summary table and an HTML report. Stops "
         "everything it started, also on Ctrl-C.",
     )
-    parser.add_argument("--train", default=DEFAULT_TRAIN, help="month the champion trains on")
-    parser.add_argument("--val", default=DEFAULT_VAL, help="month the champion is validated on")
+    parser.add_argument(
+        "--train", type=month_argument, default=DEFAULT_TRAIN, help="month the champion trains on"
+    )
+    parser.add_argument(
+        "--val", type=month_argument, default=DEFAULT_VAL, help="month the champion is validated on"
+    )
     parser.add_argument(
         "--months",
         nargs="+",
+        type=month_argument,
         default=list(DEFAULT_MONTHS),
         metavar="YYYY-MM",
         help=f"months to replay, in order (default: {' '.join(DEFAULT_MONTHS)})",
@@ -242,3 +247,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DemoError, kafka_broker.BrokerError, KafkaError) as error:
         print(f"ridestream demo: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # before anything started (the fetch step): nothing to stop
+        print("\ninterrupted", file=sys.stderr)
+        return 130
