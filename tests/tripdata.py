@@ -63,7 +63,9 @@ def _fill_cache(primary: Path, months: tuple[str, ...]) -> None:
     for month in missing_months(CACHE_DIR, months):
         local = month_path(primary, month)
         if local.exists():  # the rest of a set whose other months are fetched
-            month_path(CACHE_DIR, month).symlink_to(local.resolve())
+            link = month_path(CACHE_DIR, month)
+            link.unlink(missing_ok=True)  # a link left dangling by an earlier run
+            link.symlink_to(local.resolve())
     wanted = missing_months(CACHE_DIR, months)
     if not wanted:
         return
