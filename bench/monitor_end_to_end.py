@@ -48,8 +48,8 @@ def main() -> int:
     from monitor.__main__ import run
     from monitor.settings import MonitorOptions, MonitorSettings
     from ridestream import kafka_broker
-    from ridestream.kafka import create_topics
     from ridestream.settings import KafkaSettings
+    from ridestream.stream.admin import create_topics
     from ridestream.topics import Topics
 
     with kafka_broker.temporary_broker(args.bootstrap) as bootstrap:

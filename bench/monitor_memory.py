@@ -76,7 +76,7 @@ def main() -> int:
     from monitor.settings import MonitorOptions
     from monitor.windows import WindowSpec
     from ridestream.events import DurationPredicted, RideCompleted
-    from ridestream.kafka import Received
+    from ridestream.stream.messages import Received
     from ridestream.topics import Topics
 
     records, month_rides = build_records([args.month])

@@ -131,7 +131,7 @@ def replay(
     from monitor.settings import MonitorOptions
     from monitor.windows import WindowSpec
     from ridestream.events import DurationPredicted, RideCompleted
-    from ridestream.kafka import Received
+    from ridestream.stream.messages import Received
     from ridestream.topics import Topics
 
     topics = Topics("bench.")

@@ -161,9 +161,10 @@ def on_kafka(args, workdir: Path, champion_train, champion_val, events, rides_fe
     from retrainer.__main__ import Retrainer
     from retrainer.settings import RetrainerOptions, RetrainerSettings
     from ridestream.events import DriftDetected, ModelPromoted, RuleFired, encode
-    from ridestream.kafka import build_producer, create_topics
     from ridestream.registry import ModelRegistry
     from ridestream.settings import KafkaSettings, MlflowSettings
+    from ridestream.stream.admin import create_topics
+    from ridestream.stream.clients import build_producer
     from ridestream.training import train_and_register
 
     kafka = KafkaSettings(bootstrap_servers=args.bootstrap)

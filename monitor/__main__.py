@@ -2,7 +2,7 @@
 
 Wiring only: parse arguments, read settings once, fetch the champion's reference through the
 registry, read the windows already published (restart safety), build the clients and run
-`ridestream.kafka.StreamLoop` with `monitor.pipeline.MonitorPipeline` as the handler and its
+`ridestream.stream.loop.StreamLoop` with `monitor.pipeline.MonitorPipeline` as the handler and its
 commit gate. SIGTERM/SIGINT finish the batch in hand, flush, commit and close.
 """
 
@@ -37,18 +37,14 @@ from monitor.snapshots import SnapshotWriter
 from monitor.windows import WindowSpec, parse_duration
 from ridestream.cli import add_kafka_options, with_kafka_options
 from ridestream.events import DriftDetected, DriftWindowClosed, RideCompleted
-from ridestream.kafka import (
-    BatchStats,
-    LoopStats,
-    StreamLoop,
-    build_consumer,
-    build_producer,
-    create_topics,
-    explain_connection_error,
-    stop_on_signals,
-)
 from ridestream.metrics import batch_recorder, default_metrics
 from ridestream.observability import configure_logging, serve_metrics
+from ridestream.stream.admin import create_topics
+from ridestream.stream.clients import build_consumer, build_producer
+from ridestream.stream.errors import explain_connection_error
+from ridestream.stream.loop import BatchStats, LoopStats, StreamLoop
+from ridestream.stream.redaction import redact_client_secrets
+from ridestream.stream.signals import stop_on_signals
 
 log = logging.getLogger("monitor")
 SERVICE = "monitor"
@@ -377,6 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ridestream monitor: {message}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    redact_client_secrets()
     serve_metrics(settings.metrics_port, settings.metrics_host)
     stop = threading.Event()
     stop_on_signals(stop)

@@ -2,7 +2,7 @@
 
 No Kafka client, no MLflow, no environment: `MonitorPipeline.handle` takes the batch of valid
 events (with topic, partition, offset) and returns the messages to produce. `__main__` wires it
-into `ridestream.kafka.StreamLoop` (handler + `commit_gate`).
+into `ridestream.stream.loop.StreamLoop` (handler + `commit_gate`).
 
 Each window message carries two headers that let a restarted monitor resume exactly where the
 published windows end (see `restore`): the rules that fired on it (for debounce/cooldown) and,
@@ -39,7 +39,7 @@ from ridestream.events import (
     RuleFired,
 )
 from ridestream.features import DRIFT_CATEGORICAL, DRIFT_NUMERICAL, PREDICTION, TARGET
-from ridestream.kafka import Outgoing, Received
+from ridestream.stream.messages import Outgoing, Received
 from ridestream.topics import Topics
 
 log = logging.getLogger(__name__)

@@ -25,20 +25,16 @@ from predictor.stats import ThroughputLog
 from predictor.swap import ModelHolder, ModelWatcher
 from ridestream.cli import CommandParser, add_kafka_options, with_kafka_options
 from ridestream.events import RideRequested
-from ridestream.kafka import (
-    BatchStats,
-    LoopStats,
-    StreamLoop,
-    build_consumer,
-    build_producer,
-    create_topics,
-    explain_connection_error,
-    stop_on_signals,
-)
 from ridestream.metrics import batch_recorder, default_metrics, partition_lags
 from ridestream.observability import configure_logging, serve_metrics
 from ridestream.registry import ModelRegistry, retry_on_our_terms
 from ridestream.settings import settings_error
+from ridestream.stream.admin import create_topics
+from ridestream.stream.clients import build_consumer, build_producer
+from ridestream.stream.errors import explain_connection_error
+from ridestream.stream.loop import BatchStats, LoopStats, StreamLoop
+from ridestream.stream.redaction import redact_client_secrets
+from ridestream.stream.signals import stop_on_signals
 from ridestream.topics import dead_letter_topic
 
 log = logging.getLogger("predictor")
@@ -242,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         update={"predictor": settings.predictor.model_copy(update=updates)}
     )
     configure_logging(settings.log_level)
+    redact_client_secrets()
     retry_on_our_terms()  # a down registry fails an alias check at once; the next one retries
     serve_metrics(settings.metrics_port, settings.metrics_host)
     stop = threading.Event()

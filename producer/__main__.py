@@ -35,14 +35,11 @@ from producer.replay import (
 )
 from producer.settings import ProducerSettings
 from ridestream.cli import CommandParser, add_kafka_options, with_kafka_options
-from ridestream.kafka import (
-    append_records,
-    appends_directly,
-    build_producer,
-    create_topics,
-    partitions_for_keys,
-    stop_on_signals,
-)
+from ridestream.stream.admin import create_topics
+from ridestream.stream.clients import build_producer
+from ridestream.stream.fastpath import append_records, appends_directly, partitions_for_keys
+from ridestream.stream.redaction import redact_client_secrets
+from ridestream.stream.signals import stop_on_signals
 from ridestream.trips import (
     NotATripFileError,
     TripBatch,
@@ -67,9 +64,9 @@ class DeliveryFailedError(RuntimeError):
 class KafkaSink:
     """Sends encoded events to Kafka without per-message bookkeeping (but an errback on each).
 
-    Partitions are computed for a whole slice at once (`ridestream.kafka.partitions_for_keys`),
+    Partitions are computed for a whole slice at once (`partitions_for_keys`),
     exactly as the default partitioner would. With `direct_append` the records go straight into
-    the producer's record accumulator (`ridestream.kafka.append_records`, ~1.5x `send`; see
+    the producer's record accumulator (`ridestream.stream.fastpath`, ~1.5x `send`; see
     bench/); it falls back to `send` on a producer without kafka-python's internals or with a
     partitioner of its own. Failed sends are counted; the next call then raises
     DeliveryFailedError. `wait_for_room` bounds the unacknowledged events.
@@ -392,6 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     settings = ProducerSettings()
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    redact_client_secrets()
     # kafka-python logs every connection attempt; the replay reports failures itself, in one
     # line (RIDESTREAM_LOG_LEVEL=DEBUG shows the client's own story).
     if settings.log_level != "DEBUG":

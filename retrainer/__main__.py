@@ -1,7 +1,7 @@
 """`ridestream retrainer` (also `python -m retrainer`): retrain on drift alerts.
 
 Wiring only. Two consumers, polled in turn by this (the poll) thread, each through
-`ridestream.kafka.StreamLoop`:
+`ridestream.stream.loop.StreamLoop`:
 
 - `rides.completed` → the buffer. Read WITHOUT a consumer group and never committed: at
   start the consumer is assigned every partition from the beginning, and the buffer is
@@ -52,20 +52,17 @@ from retrainer.trigger import AlertCoalescer, PendingAlert
 from ridestream.cli import CommandParser, add_kafka_options, with_kafka_options
 from ridestream.events import DriftDetected, Event, ModelPromoted, ModelRejected, RideCompleted
 from ridestream.features import DROPOFF_TIME, rides_frame
-from ridestream.kafka import (
-    Outgoing,
-    Received,
-    StreamLoop,
-    build_consumer,
-    build_producer,
-    create_topics,
-    explain_connection_error,
-    send_all,
-    stop_on_signals,
-)
 from ridestream.metrics import default_metrics
 from ridestream.observability import configure_logging, serve_metrics
 from ridestream.registry import ModelRegistry, retry_on_our_terms
+from ridestream.stream.admin import create_topics
+from ridestream.stream.clients import build_consumer, build_producer
+from ridestream.stream.errors import explain_connection_error
+from ridestream.stream.loop import StreamLoop
+from ridestream.stream.messages import Outgoing, Received
+from ridestream.stream.produce import send_all
+from ridestream.stream.redaction import redact_client_secrets
+from ridestream.stream.signals import stop_on_signals
 from ridestream.topics import dead_letter_topic
 
 log = logging.getLogger("retrainer")
@@ -364,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         settings.retrainer = settings.retrainer.model_copy(update={"margin": args.margin})
     configure_logging(settings.log_level)
+    redact_client_secrets()
     retry_on_our_terms()  # RIDESTREAM_RETRAINER__REGISTRY_RETRY_*, logged and bounded
     serve_metrics(settings.metrics_port, settings.metrics_host)
     stop = threading.Event()

@@ -30,7 +30,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 
 if TYPE_CHECKING:
     from ridestream.events import DriftDetected, DriftWindowClosed, ModelPromoted, ModelRejected
-    from ridestream.kafka import BatchStats
+    from ridestream.stream.loop import BatchStats
 
 log = logging.getLogger(__name__)
 

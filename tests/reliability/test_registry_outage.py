@@ -31,11 +31,11 @@ from ridestream.events import (
     decode,
     encode,
 )
-from ridestream.kafka import create_topics
 from ridestream.kafka_broker import free_ports
 from ridestream.model import LINEAR
 from ridestream.registry import PREVIOUS, ModelRegistry
 from ridestream.settings import KafkaSettings, MlflowSettings
+from ridestream.stream.admin import create_topics
 from ridestream.topics import Topics
 from tests.reliability.outage import (
     MlflowServer,

@@ -30,10 +30,10 @@ from ridestream.events import (
     RideRequested,
 )
 from ridestream.features import TARGET, is_labelled, rides_frame
-from ridestream.kafka import create_topics
 from ridestream.kafka_broker import free_ports
 from ridestream.registry import ModelRegistry
 from ridestream.settings import KafkaSettings, MlflowSettings
+from ridestream.stream.admin import create_topics
 from ridestream.topic_reader import read_events
 from ridestream.topics import Topics
 from ridestream.training import train_and_register

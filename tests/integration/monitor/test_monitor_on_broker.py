@@ -29,8 +29,8 @@ from ridestream.events import (
     encode,
 )
 from ridestream.features import PREDICTION, TARGET, build_features, is_labelled
-from ridestream.kafka import create_topics
 from ridestream.settings import KafkaSettings
+from ridestream.stream.admin import create_topics
 from ridestream.topics import Topics
 from ridestream.trips import read_trips
 from tests import tripdata

@@ -16,14 +16,14 @@ from predictor.__main__ import wait_for_champion
 from predictor.settings import PredictorSettings
 from ridestream.events import DurationPredicted, ModelPromoted, decode, encode, utc_now
 from ridestream.features import FEATURES
-from ridestream.kafka import (
+from ridestream.kafka_broker import free_ports
+from ridestream.registry import MLFLOW_HTTP_RETRIES_ENV, ModelRegistry
+from ridestream.stream.deadletter import (
     HEADER_ERROR_TYPE,
     HEADER_SERVICE,
     HEADER_SOURCE_OFFSET,
     HEADER_SOURCE_TOPIC,
 )
-from ridestream.kafka_broker import free_ports
-from ridestream.registry import MLFLOW_HTTP_RETRIES_ENV, ModelRegistry
 from ridestream.topics import dead_letter_topic
 from ridestream.training import train_and_register
 from tests.synthetic import ride, synthetic_rides

@@ -13,8 +13,8 @@ from producer.__main__ import main, run
 from producer.replay import ReplayOptions
 from producer.settings import ProducerSettings
 from ridestream.events import RideCompleted, RideRequested, decode
-from ridestream.kafka import build_consumer
 from ridestream.settings import KafkaSettings
+from ridestream.stream.clients import build_consumer
 from tests import tripdata
 
 pytestmark = pytest.mark.integration

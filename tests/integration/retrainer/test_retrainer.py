@@ -36,10 +36,11 @@ from ridestream.events import (
     encode,
 )
 from ridestream.features import PICKUP_TIME, TARGET
-from ridestream.kafka import build_producer, create_topics
 from ridestream.model import DEFAULT_KIND, LINEAR, labelled
 from ridestream.registry import PREVIOUS, ModelRegistry
 from ridestream.settings import KafkaSettings, MlflowSettings
+from ridestream.stream.admin import create_topics
+from ridestream.stream.clients import build_producer
 from ridestream.topics import Topics
 from ridestream.training import TrainedModel, train_and_register
 from tests import tripdata

@@ -15,17 +15,12 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.partitioner.default import murmur2 as kafka_murmur2
 
 from ridestream.events import RideRequested, encode
-from ridestream.kafka import (
-    Outgoing,
-    Received,
-    StreamLoop,
-    build_consumer,
-    build_producer,
-    create_topics,
-    send_all,
-    send_many,
-)
 from ridestream.settings import KafkaSettings
+from ridestream.stream.admin import create_topics
+from ridestream.stream.clients import build_consumer, build_producer
+from ridestream.stream.loop import StreamLoop
+from ridestream.stream.messages import Outgoing, Received
+from ridestream.stream.produce import send_all, send_many
 from ridestream.topics import dead_letter_topic
 
 pytestmark = pytest.mark.integration
@@ -165,7 +160,9 @@ CRASH_BEFORE_COMMIT = textwrap.dedent(
     """
     import os, sys, threading
     from ridestream.events import RideRequested
-    from ridestream.kafka import Outgoing, StreamLoop, build_consumer, build_producer
+    from ridestream.stream.clients import build_consumer, build_producer
+    from ridestream.stream.loop import StreamLoop
+    from ridestream.stream.messages import Outgoing
     from ridestream.settings import KafkaSettings
 
     bootstrap, source, sink, group = sys.argv[1:5]

@@ -19,7 +19,6 @@ from ridestream.events import (
     RuleFired,
     WindowQuality,
 )
-from ridestream.kafka import BatchStats
 from ridestream.metrics import (
     BATCH_SECONDS_BUCKETS,
     PREFIX,
@@ -27,6 +26,7 @@ from ridestream.metrics import (
     batch_recorder,
     partition_lags,
 )
+from ridestream.stream.loop import BatchStats
 
 WALL = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -34,7 +34,7 @@ from ridestream.events import (
     encode,
 )
 from ridestream.features import PREDICTION, TARGET
-from ridestream.kafka import Outgoing, Received
+from ridestream.stream.messages import Outgoing, Received
 from ridestream.topics import Topics
 
 T0 = datetime(2021, 1, 4)
