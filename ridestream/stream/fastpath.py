@@ -1,23 +1,44 @@
 """The producer fast path: records appended straight to kafka-python's accumulator, on the
-partitions a numpy murmur2 gives their keys."""
+partitions a numpy murmur2 gives their keys.
+
+It uses private kafka-python internals (`_accumulator`, its `_tp_lock` and `_batches`,
+`ProducerBatch.try_append`, `_sender.wakeup`), so it is tied to the one version it was checked
+against: pyproject.toml pins kafka-python to exactly `CHECKED_KAFKA_PYTHON` (the choice is a
+pin, not a test matrix over a range). On any other version `appends_directly` logs a warning
+once and says no, and every message goes through `KafkaProducer.send` (correct, ~1.5x slower
+to produce). Before moving the pin, read the new version's `RecordAccumulator.append` and
+`ProducerBatch.try_append`, run tests/integration/shared/test_stream_loop.py and
+bench/producer_replay.py, then change `CHECKED_KAFKA_PYTHON` with the pin.
+"""
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+import kafka
 import numpy as np
 from kafka import TopicPartition
 
+log = logging.getLogger(__name__)
+
+# The kafka-python release whose internals append_records was read against and tested with
+# (pinned with == in pyproject.toml).
+CHECKED_KAFKA_PYTHON = "3.0.12"
+
 
 def appends_directly(producer: Any) -> bool:
-    """Whether `append_records` can feed this producer: kafka-python's accumulator (with its
-    partition queues and locks), batches and sender are there and keys go to partitions by the
-    default partitioner (murmur2). Any other client version takes `send`."""
+    """Whether `append_records` can feed this producer: kafka-python is the checked version,
+    its accumulator (with its partition queues and locks), batches and sender are there and
+    keys go to partitions by the default partitioner (murmur2). Otherwise `send` is used."""
     from kafka.partitioner.default import DefaultPartitioner
     from kafka.producer.producer_batch import ProducerBatch
 
+    if not _is_checked_version(kafka.__version__):
+        return False
     accumulator = getattr(producer, "_accumulator", None)
     config = getattr(producer, "config", None)
     return (
@@ -28,6 +49,23 @@ def appends_directly(producer: Any) -> bool:
         and type(config.get("partitioner")) is DefaultPartitioner
         and not getattr(producer, "_closed", True)
     )
+
+
+@functools.cache
+def _is_checked_version(version: str) -> bool:
+    """True for the checked version; on another, one loud warning (this runs per batch)."""
+    if version == CHECKED_KAFKA_PYTHON:
+        return True
+    log.warning(
+        "kafka-python %s is installed, but the producer fast path was checked against %s "
+        "only: every message goes through KafkaProducer.send (correct, about 1.5x slower). "
+        "Install kafka-python==%s (pyproject.toml) or check the fast path against %s.",
+        version,
+        CHECKED_KAFKA_PYTHON,
+        CHECKED_KAFKA_PYTHON,
+        version,
+    )
+    return False
 
 
 def append_records(
