@@ -45,6 +45,7 @@ from ridestream.stream.errors import explain_connection_error
 from ridestream.stream.loop import BatchStats, LoopStats, StreamLoop
 from ridestream.stream.redaction import redact_client_secrets
 from ridestream.stream.signals import stop_on_signals
+from ridestream.stream.topic_reader import read_records
 
 log = logging.getLogger("monitor")
 SERVICE = "monitor"
@@ -187,33 +188,16 @@ def read_published_windows(
     settings: MonitorSettings, topic: str
 ) -> list[tuple[DriftWindowClosed, dict[str, bytes]]]:
     """Every window already on `topic`, with its headers (read once at start, no group)."""
-    consumer = build_consumer(settings.kafka, group_id=None)
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not assigned:
-            return []
-        consumer.assign(assigned)
-        consumer.seek_to_beginning(*assigned)
-        end = consumer.end_offsets(assigned)
-        deadline = time.monotonic() + settings.monitor.restore_timeout_s
-        found: list[tuple[DriftWindowClosed, dict[str, bytes]]] = []
-        while any(consumer.position(tp) < end[tp] for tp in assigned):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {topic} took over the restore timeout")
-            for records in consumer.poll(timeout_ms=500).values():
-                for record in records:
-                    try:
-                        window = DriftWindowClosed.model_validate_json(record.value)
-                    except (ValidationError, TypeError):
-                        log.warning(
-                            "%s[%d]@%d is no window", topic, record.partition, record.offset
-                        )
-                        continue
-                    found.append((window, {k: v for k, v in record.headers or []}))
-        return found
-    finally:
-        consumer.close()
+    found: list[tuple[DriftWindowClosed, dict[str, bytes]]] = []
+    timeout_s = settings.monitor.restore_timeout_s
+    for record in read_records(settings.kafka, topic, timeout_s=timeout_s, must_reach_end=True):
+        try:
+            window = DriftWindowClosed.model_validate_json(record.value)
+        except (ValidationError, TypeError):
+            log.warning("%s[%d]@%d is no window", topic, record.partition, record.offset)
+            continue
+        found.append((window, {k: v for k, v in record.headers or []}))
+    return found
 
 
 def tune_gc(threshold0: int) -> None:

@@ -15,7 +15,6 @@ import sys
 import threading
 from typing import Any
 
-from kafka import TopicPartition
 from kafka.errors import KafkaError
 from pydantic import ValidationError
 
@@ -35,6 +34,7 @@ from ridestream.stream.errors import explain_connection_error
 from ridestream.stream.loop import BatchStats, LoopStats, StreamLoop
 from ridestream.stream.redaction import redact_client_secrets
 from ridestream.stream.signals import stop_on_signals
+from ridestream.stream.topic_reader import consumer_at_end
 from ridestream.topics import dead_letter_topic
 
 log = logging.getLogger("predictor")
@@ -62,19 +62,6 @@ def wait_for_champion(
         log.warning("%s: checking again in %.0f s", why, wait_s)
         stop.wait(wait_s)
     return None
-
-
-def updates_consumer(settings: PredictorSettings) -> Any:
-    """A group-less consumer of every partition of models.updates, positioned at the end."""
-    topic = settings.topics.models_updates
-    consumer = build_consumer(settings.kafka, group_id=None)
-    partitions = consumer.partitions_for_topic(topic) or set()
-    assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
-    consumer.assign(assigned)
-    consumer.seek_to_end(*assigned)
-    for tp in assigned:  # resolve now: an update published after startup must be seen
-        consumer.position(tp)
-    return consumer
 
 
 def transactional_id(settings: PredictorSettings) -> str:
@@ -130,7 +117,7 @@ def run(
         champion = registry.champion()
         return champion.version if champion else None
 
-    updates = updates_consumer(settings)
+    updates = consumer_at_end(settings.kafka, topics.models_updates)
     watcher = ModelWatcher(
         holder=holder,
         consumer=updates,

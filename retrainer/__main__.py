@@ -39,7 +39,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pandas as pd
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
@@ -55,6 +55,7 @@ from ridestream.features import DROPOFF_TIME, rides_frame
 from ridestream.metrics import default_metrics
 from ridestream.observability import configure_logging, serve_metrics
 from ridestream.registry import ModelRegistry, retry_on_our_terms
+from ridestream.settings import KafkaSettings
 from ridestream.stream.admin import create_topics
 from ridestream.stream.clients import build_consumer, build_producer
 from ridestream.stream.errors import explain_connection_error
@@ -63,6 +64,7 @@ from ridestream.stream.messages import Outgoing, Received
 from ridestream.stream.produce import send_all
 from ridestream.stream.redaction import redact_client_secrets
 from ridestream.stream.signals import stop_on_signals
+from ridestream.stream.topic_reader import read_records, topic_partitions
 from ridestream.topics import dead_letter_topic
 
 log = logging.getLogger("retrainer")
@@ -101,36 +103,19 @@ def completed_rides(events: list[RideCompleted]) -> pd.DataFrame:
     return frame
 
 
-def topic_partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
-    """Every partition of `topic`, waiting (bounded) for a topic created a moment ago."""
-    deadline = time.monotonic() + READ_TOPIC_TIMEOUT_S
-    while not (partitions := consumer.partitions_for_topic(topic)):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"topic {topic} has no partitions after {READ_TOPIC_TIMEOUT_S} s")
-        time.sleep(0.2)
-    return [TopicPartition(topic, p) for p in sorted(partitions)]
-
-
-def read_promotions(consumer: KafkaConsumer, topic: str) -> list[ModelPromoted]:
-    """Every `ModelPromoted` on `topic` (a group-less consumer, read up to the end offsets)."""
-    partitions = topic_partitions(consumer, topic)
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    end = consumer.end_offsets(partitions)
+def read_promotions(settings: KafkaSettings, topic: str) -> list[ModelPromoted]:
+    """Every `ModelPromoted` on `topic` (read from its beginning to its end offsets)."""
     found: list[ModelPromoted] = []
-    deadline = time.monotonic() + READ_TOPIC_TIMEOUT_S
-    while any(consumer.position(tp) < end[tp] for tp in partitions):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"could not read {topic} to its end in {READ_TOPIC_TIMEOUT_S} s")
-        for records in consumer.poll(timeout_ms=500).values():
-            for record in records:
-                if record.value and b'"promotion_id"' in record.value:
-                    try:
-                        found.append(ModelPromoted.model_validate_json(record.value))
-                    except ValueError:
-                        log.warning(
-                            "not a ModelPromoted: %s[%d]@%d", topic, record.partition, record.offset
-                        )
+    for record in read_records(
+        settings, topic, timeout_s=READ_TOPIC_TIMEOUT_S, must_reach_end=True
+    ):
+        if record.value and b'"promotion_id"' in record.value:
+            try:
+                found.append(ModelPromoted.model_validate_json(record.value))
+            except ValueError:
+                log.warning(
+                    "not a ModelPromoted: %s[%d]@%d", topic, record.partition, record.offset
+                )
     return found
 
 
@@ -166,7 +151,7 @@ class Retrainer:
 
         rides_consumer = build_consumer(kafka, group_id=None)
         rides_topic = self.topics.rides_completed
-        self.rides_partitions = topic_partitions(rides_consumer, rides_topic)
+        self.rides_partitions = topic_partitions(rides_consumer, rides_topic, READ_TOPIC_TIMEOUT_S)
         rides_consumer.assign(self.rides_partitions)
         rides_consumer.seek_to_beginning(*self.rides_partitions)
         self.rides_loop = StreamLoop(
@@ -212,11 +197,7 @@ class Retrainer:
 
     def announce_missing_promotion(self) -> None:
         """Publish a `ModelPromoted` for a champion that was moved but never announced."""
-        consumer = build_consumer(self.settings.kafka, group_id=None)
-        try:
-            promotions = read_promotions(consumer, self.topics.models_updates)
-        finally:
-            consumer.close()
+        promotions = read_promotions(self.settings.kafka, self.topics.models_updates)
         announced = latest_promotion(promotions, self.registry.name)
         announce_missing_promotion(self.registry, announced, self.publish, self.backoff)
 
@@ -301,7 +282,9 @@ class Retrainer:
         # Assigned, not subscribed: the group only stores the committed offsets, so a restart
         # after a kill resumes at once instead of waiting out the dead member's session.
         alerts_consumer = build_consumer(self.settings.kafka, group_id=self.options.group_id)
-        alert_partitions = topic_partitions(alerts_consumer, self.topics.drift_alerts)
+        alert_partitions = topic_partitions(
+            alerts_consumer, self.topics.drift_alerts, READ_TOPIC_TIMEOUT_S
+        )
         alerts_consumer.assign(alert_partitions)
         for tp in alert_partitions:  # find the coordinator and the committed offsets now
             alerts_consumer.position(tp)
