@@ -160,7 +160,13 @@ def on_kafka(args, workdir: Path, champion_train, champion_val, events, rides_fe
 
     from retrainer.__main__ import Retrainer
     from retrainer.settings import RetrainerOptions, RetrainerSettings
-    from ridestream.events import DriftDetected, ModelPromoted, RuleFired, encode
+    from ridestream.events import (
+        DriftDetected,
+        ModelPromoted,
+        RuleFired,
+        decode_model_update,
+        encode,
+    )
     from ridestream.registry import ModelRegistry
     from ridestream.settings import KafkaSettings, MlflowSettings
     from ridestream.stream.admin import create_topics
@@ -225,10 +231,10 @@ def on_kafka(args, workdir: Path, champion_train, champion_val, events, rides_fe
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         found = [
-            ModelPromoted.model_validate_json(r.value)
+            update
             for records in updates.poll(timeout_ms=500).values()
             for r in records
-            if b'"promotion_id"' in r.value
+            if isinstance(update := decode_model_update(r.value), ModelPromoted)
         ]
         drift = [e for e in found if e.reason == "drift"]
         if drift:

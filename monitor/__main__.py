@@ -25,7 +25,6 @@ from monitor.alerts import AlertRules
 from monitor.drift import DriftOptions, Reference, prepare_reference, reference_rmse
 from monitor.join import IdlePartitions
 from monitor.pipeline import (
-    ModelUpdate,
     MonitorConfig,
     MonitoredPrediction,
     MonitorPipeline,
@@ -36,7 +35,7 @@ from monitor.settings import MonitorOptions, MonitorSettings
 from monitor.snapshots import SnapshotWriter
 from monitor.windows import WindowSpec, parse_duration
 from ridestream.cli import add_kafka_options, with_kafka_options
-from ridestream.events import DriftDetected, DriftWindowClosed, RideCompleted
+from ridestream.events import MODEL_UPDATES, DriftDetected, DriftWindowClosed, RideCompleted
 from ridestream.metrics import batch_recorder, default_metrics
 from ridestream.observability import configure_logging, serve_metrics
 from ridestream.stream.admin import create_topics
@@ -303,7 +302,7 @@ def run(
         decoders={
             topics.rides_predictions: MonitoredPrediction,
             topics.rides_completed: RideCompleted,
-            topics.models_updates: ModelUpdate,
+            topics.models_updates: MODEL_UPDATES,
         },
         max_value_bytes=settings.kafka.max_message_bytes,
         max_records=options.max_poll_records,

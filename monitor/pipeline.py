@@ -32,9 +32,7 @@ from ridestream.events import (
     DriftDetected,
     DriftWindowClosed,
     DurationPredicted,
-    Event,
     ModelPromoted,
-    ModelRejected,
     RideCompleted,
     RuleFired,
 )
@@ -53,21 +51,6 @@ ReferenceProvider = Callable[[str | None], Reference]
 SnapshotSink = Callable[[DriftWindowClosed, pd.DataFrame, Reference], None]
 # Called with each published window and its alert, if any (metrics, in the wiring).
 PublishedHook = Callable[[DriftWindowClosed, DriftDetected | None], None]
-
-
-class ModelUpdate(Event):
-    """Decoder of `models.updates`: a ModelPromoted or a ModelRejected (both are valid there)."""
-
-    @classmethod
-    def model_validate_json(cls, json_data: Any, **kwargs: Any) -> Any:
-        """Parse a promotion, or else a rejection; raise the promotion's error if neither."""
-        try:
-            return ModelPromoted.model_validate_json(json_data, **kwargs)
-        except ValueError as promoted_error:
-            try:
-                return ModelRejected.model_validate_json(json_data, **kwargs)
-            except ValueError:
-                raise promoted_error from None
 
 
 class MonitoredPrediction(DurationPredicted):

@@ -42,6 +42,7 @@ import pandas as pd
 from kafka import TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
+from pydantic import ValidationError
 
 from retrainer.backoff import RegistryUnavailableError
 from retrainer.buffer import RideBuffer
@@ -50,7 +51,14 @@ from retrainer.retrain import RetrainOutcome, retrain
 from retrainer.settings import RetrainerSettings
 from retrainer.trigger import AlertCoalescer, PendingAlert
 from ridestream.cli import CommandParser, add_kafka_options, with_kafka_options
-from ridestream.events import DriftDetected, Event, ModelPromoted, ModelRejected, RideCompleted
+from ridestream.events import (
+    DriftDetected,
+    Event,
+    ModelPromoted,
+    ModelRejected,
+    RideCompleted,
+    decode_model_update,
+)
 from ridestream.features import DROPOFF_TIME, rides_frame
 from ridestream.metrics import default_metrics
 from ridestream.observability import configure_logging, serve_metrics
@@ -109,13 +117,13 @@ def read_promotions(settings: KafkaSettings, topic: str) -> list[ModelPromoted]:
     for record in read_records(
         settings, topic, timeout_s=READ_TOPIC_TIMEOUT_S, must_reach_end=True
     ):
-        if record.value and b'"promotion_id"' in record.value:
-            try:
-                found.append(ModelPromoted.model_validate_json(record.value))
-            except ValueError:
-                log.warning(
-                    "not a ModelPromoted: %s[%d]@%d", topic, record.partition, record.offset
-                )
+        try:
+            update = decode_model_update(record.value or b"")
+        except ValidationError:
+            log.warning("not a model update: %s[%d]@%d", topic, record.partition, record.offset)
+            continue
+        if isinstance(update, ModelPromoted):
+            found.append(update)
     return found
 
 

@@ -8,10 +8,20 @@ refuses unknown fields, so a malformed event fails here, at the edge, and goes t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    model_validator,
+)
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -215,6 +225,40 @@ class ModelRejected(Event):
     champion_version: str | None
     trigger_alert_id: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
+
+
+def _model_update_kind(value: Any) -> str | None:
+    """Which update a `models.updates` value is, by the id field only that kind has (records
+    written before the union carry no type field, so the ids tell them apart)."""
+    if isinstance(value, Mapping):
+        if "promotion_id" in value:
+            return "promoted"
+        if "rejection_id" in value:
+            return "rejected"
+        return None
+    if isinstance(value, ModelPromoted):
+        return "promoted"
+    if isinstance(value, ModelRejected):
+        return "rejected"
+    return None
+
+
+# Everything on `models.updates`: a promotion or a rejection, each a legitimate update.
+ModelUpdate = Annotated[
+    Annotated[ModelPromoted, Tag("promoted")] | Annotated[ModelRejected, Tag("rejected")],
+    Discriminator(
+        _model_update_kind,
+        custom_error_type="model_update_kind",
+        custom_error_message="neither a promotion (promotion_id) nor a rejection (rejection_id)",
+    ),
+]
+# The decoder of `models.updates` for every service (`MODEL_UPDATES.validate_json(value)`).
+MODEL_UPDATES: TypeAdapter[ModelPromoted | ModelRejected] = TypeAdapter(ModelUpdate)
+
+
+def decode_model_update(value: bytes) -> ModelPromoted | ModelRejected:
+    """Parse and validate a `models.updates` value; raises pydantic.ValidationError."""
+    return MODEL_UPDATES.validate_json(value, strict=True)
 
 
 E = TypeVar("E", bound=Event)

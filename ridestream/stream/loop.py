@@ -37,8 +37,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from pydantic import ValidationError
 
-from ridestream.events import Event
-from ridestream.stream.codec import PoisonRecordError, decode_record, one_line
+from ridestream.stream.codec import Decoder, PoisonRecordError, decode_record, one_line
 from ridestream.stream.deadletter import dead_letter
 from ridestream.stream.messages import Outgoing, Received
 from ridestream.stream.produce import send_all
@@ -97,7 +96,7 @@ class StreamLoop:
         consumer: KafkaConsumer,
         producer: KafkaProducer,
         service: str,
-        decoders: Mapping[str, type[Event]],
+        decoders: Mapping[str, Decoder],
         exactly_once: bool = False,
         max_value_bytes: int = 1_048_576,
         poll_timeout_ms: int = 500,

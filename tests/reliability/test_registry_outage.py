@@ -29,6 +29,7 @@ from ridestream.events import (
     ModelPromoted,
     RuleFired,
     decode,
+    decode_model_update,
     encode,
 )
 from ridestream.kafka_broker import free_ports
@@ -89,9 +90,8 @@ def predictions_of(settings: KafkaSettings, topic: str, ride_ids: set[str]) -> d
 
 def promotions(settings: KafkaSettings, topic: str) -> list[ModelPromoted]:
     records = read_topic(settings, topic, expect=10**9, timeout_s=2.0)
-    events = [
-        ModelPromoted.model_validate_json(r.value) for r in records if b'"promotion_id"' in r.value
-    ]
+    updates = [decode_model_update(r.value) for r in records]
+    events = [e for e in updates if isinstance(e, ModelPromoted)]
     return sorted(events, key=lambda e: e.event_time)
 
 

@@ -33,6 +33,7 @@ from ridestream.events import (
     ModelRejected,
     RideCompleted,
     RuleFired,
+    decode_model_update,
     encode,
 )
 from ridestream.features import PICKUP_TIME, TARGET
@@ -175,11 +176,6 @@ def produce(settings: KafkaSettings, topic: str, events: list[Event]) -> None:
 ModelEvent = ModelPromoted | ModelRejected
 
 
-def _decode_model_event(value: bytes) -> ModelEvent:
-    kind = ModelPromoted if b'"promotion_id"' in value else ModelRejected
-    return kind.model_validate_json(value)
-
-
 def model_events(settings: KafkaSettings, topics: Topics) -> list[ModelEvent]:
     """Every ModelPromoted / ModelRejected on models.updates, oldest first (by event time)."""
     consumer = KafkaConsumer(
@@ -189,7 +185,7 @@ def model_events(settings: KafkaSettings, topics: Topics) -> list[ModelEvent]:
         auto_offset_reset="earliest",
         consumer_timeout_ms=1_000,
     )
-    events = [_decode_model_event(record.value) for record in consumer]
+    events = [decode_model_update(record.value) for record in consumer]
     consumer.close()
     return sorted(events, key=lambda e: e.event_time)
 
@@ -213,7 +209,7 @@ def wait_for_model_event(
     try:
         while time.monotonic() < deadline:
             for records in consumer.poll(timeout_ms=200).values():
-                events.extend(_decode_model_event(record.value) for record in records)
+                events.extend(decode_model_update(record.value) for record in records)
             events.sort(key=lambda e: e.event_time)
             if found(events):
                 return events
