@@ -34,6 +34,9 @@ LATEST_EVENT_TIME = datetime(2100, 1, 1)
 MAX_TRIP_DISTANCE_MI = 1_000.0
 MAX_DURATION_MIN = 7 * 24 * 60.0
 MAX_ID_LENGTH = 128
+# TLC VendorID and passenger_count: small integers; beyond these a value is garbage.
+MAX_VENDOR_ID = 100
+MAX_PASSENGER_COUNT = 20
 
 
 def _tlc_time(value: datetime) -> datetime:
@@ -87,8 +90,8 @@ class RideRequested(Event):
     pu_location_id: ZoneId
     do_location_id: ZoneId
     trip_distance: float = Field(ge=0, le=MAX_TRIP_DISTANCE_MI)
-    vendor_id: int | None = Field(default=None, ge=0, le=100)
-    passenger_count: int | None = Field(default=None, ge=0, le=20)
+    vendor_id: int | None = Field(default=None, ge=0, le=MAX_VENDOR_ID)
+    passenger_count: int | None = Field(default=None, ge=0, le=MAX_PASSENGER_COUNT)
 
 
 class RideCompleted(Event):
@@ -103,8 +106,8 @@ class RideCompleted(Event):
     pu_location_id: ZoneId
     do_location_id: ZoneId
     trip_distance: float = Field(ge=0, le=MAX_TRIP_DISTANCE_MI)
-    vendor_id: int | None = Field(default=None, ge=0, le=100)
-    passenger_count: int | None = Field(default=None, ge=0, le=20)
+    vendor_id: int | None = Field(default=None, ge=0, le=MAX_VENDOR_ID)
+    passenger_count: int | None = Field(default=None, ge=0, le=MAX_PASSENGER_COUNT)
 
     @model_validator(mode="after")
     def _dropoff_not_before_pickup(self) -> RideCompleted:
