@@ -28,6 +28,11 @@ DEAD_LETTER_HEADROOM_BYTES = 64 * 1024
 DEAD_LETTER_MAX_VALUE_BYTES = BROKER_MAX_MESSAGE_BYTES - DEAD_LETTER_HEADROOM_BYTES
 
 
+def source_topic(letter: Outgoing) -> str:
+    """The topic the record of a dead letter was read from (its header)."""
+    return dict(letter.headers)[HEADER_SOURCE_TOPIC].decode()
+
+
 def dead_letter(record: Any, error: Exception, service: str) -> Outgoing:
     """The dead letter of a consumed record: original key and value, headers saying why."""
     message = one_line(error)[:MAX_ERROR_MESSAGE_CHARS]

@@ -14,6 +14,13 @@ Kafka 4 group coordinator, as long as a whole small batch) step 5 sends the comm
 loop goes on polling, decoding and handling the next batch while it travels; that batch's
 outputs are produced only once the commit has succeeded, so the guarantee below holds as is.
 
+Offsets are committed only through step 5, in that order. A stateful service's commit gate
+holds back the offsets of records still in open state; state closed between two polls (the
+retrainer's training run that finished) releases them through `commit_released`, which takes
+the same path: after the commit in flight, retried (`commit_with_retries`), inside a
+transaction with `exactly_once`. A consumer without a group commits nothing (its state is
+rebuilt from the topic at start).
+
 Committing after the flush is what makes delivery at-least-once: a crash between 4 and 5
 re-delivers the batch, and because every output is keyed by a stable id, duplicates can be
 removed by key downstream. With `exactly_once=True` steps 4 and 5 run inside one Kafka
@@ -28,8 +35,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -38,11 +47,13 @@ from kafka.structs import OffsetAndMetadata
 from pydantic import ValidationError
 
 from ridestream.stream.codec import Decoder, PoisonRecordError, decode_record, one_line
-from ridestream.stream.deadletter import dead_letter
+from ridestream.stream.deadletter import dead_letter, source_topic
 from ridestream.stream.messages import Outgoing, Received
 from ridestream.stream.produce import send_all
 
 log = logging.getLogger(__name__)
+
+_TOPIC = attrgetter("topic")
 
 # kafka-python 3.0.12's commit() raises KafkaConnectionError at once when the broker goes away
 # while it looks up the group coordinator (ensure_coordinator_ready_async waits for a metadata
@@ -53,13 +64,17 @@ COMMIT_RETRY_S = 60.0
 
 @dataclass
 class BatchStats:
-    """What one pass of the loop did."""
+    """What one pass of the loop did (the `*_by_topic` counts: per topic, for the metrics of
+    a service that reads or writes several topics)."""
 
     polled: int = 0
     valid: int = 0
     dead_letters: int = 0
     produced: int = 0
     seconds: float = 0.0
+    polled_by_topic: dict[str, int] = field(default_factory=dict)
+    dead_letters_by_topic: dict[str, int] = field(default_factory=dict)
+    produced_by_topic: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -123,6 +138,9 @@ class StreamLoop:
         # Next offsets of everything polled so far, per partition still assigned: a commit gate
         # sees them all, so state closed by this batch can release offsets of other partitions.
         self._consumed: dict[TopicPartition, int] = {}
+        # A group-less consumer (assigned partitions, state rebuilt from the topic) has no
+        # group to commit to.
+        self._commits = getattr(consumer, "config", {}).get("group_id") is not None
 
     def run_once(self, handle: Handler) -> BatchStats:
         """Poll one batch and take it through decode, handle, produce, flush and commit."""
@@ -144,6 +162,11 @@ class StreamLoop:
         self.finish_commit()
         batch.valid, batch.dead_letters = len(received), len(dead)
         batch.produced = len(outputs)
+        for tp, recs in polled.items():
+            batch.polled_by_topic[tp.topic] = batch.polled_by_topic.get(tp.topic, 0) + len(recs)
+        batch.dead_letters_by_topic = dict(Counter(source_topic(out) for out in dead))
+        # map(attrgetter) counts in C: ~30 ns an output on the predictor's hot path.
+        batch.produced_by_topic = dict(Counter(map(_TOPIC, outputs)))
 
         next_offsets = {tp: recs[-1].offset + 1 for tp, recs in polled.items() if recs}
         self._deliver([*outputs, *dead], self._committable(next_offsets))
@@ -167,6 +190,17 @@ class StreamLoop:
         self.finish_commit()
         return self.stats
 
+    def commit_released(self) -> None:
+        """Commit what the commit gate releases now, between two polls (state closed outside a
+        batch), by the path of a batch's step 5: after the commit in flight, retried, inside
+        a transaction with `exactly_once`. Nothing is produced."""
+        if self.commit_gate is None or not self._commits:
+            return
+        offsets = self._committable({})
+        if offsets:
+            self.finish_commit()
+            self._deliver([], offsets)
+
     def _decode(self, records: Sequence[Any]) -> tuple[list[Received], list[Outgoing]]:
         received: list[Received] = []
         dead: list[Outgoing] = []
@@ -187,6 +221,8 @@ class StreamLoop:
         return received, dead
 
     def _committable(self, next_offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+        if not self._commits:
+            return {}
         if self.commit_gate is None:
             return next_offsets
         assigned = self.consumer.assignment()
