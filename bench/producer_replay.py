@@ -33,7 +33,6 @@ import pydantic
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from producer.__main__ import KafkaSink, run  # noqa: E402
 from producer.replay import (  # noqa: E402
     Encoded,
     ReplayOptions,
@@ -41,7 +40,9 @@ from producer.replay import (  # noqa: E402
     format_event_time,
     replay,
 )
+from producer.service import run  # noqa: E402
 from producer.settings import ProducerOptions, ProducerSettings  # noqa: E402
+from producer.sink import KafkaSink  # noqa: E402
 from ridestream import kafka_broker  # noqa: E402
 from ridestream.settings import BrokerSettings, KafkaSettings  # noqa: E402
 from ridestream.stream.admin import create_topics  # noqa: E402

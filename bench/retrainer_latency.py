@@ -92,8 +92,7 @@ def drifted_events(rides: pd.DataFrame) -> list:
 
 def fill_buffer(values: list[bytes], batch: int = 5_000):
     """Decode JSON values like the StreamLoop and append them like the retrainer."""
-    from retrainer.__main__ import completed_rides
-    from retrainer.buffer import RideBuffer
+    from retrainer.buffer import RideBuffer, completed_rides
     from ridestream.events import RideCompleted
 
     buffer = RideBuffer(max_age=timedelta(days=BUFFER_DAYS))
@@ -158,7 +157,7 @@ def on_kafka(args, workdir: Path, champion_train, champion_val, events, rides_fe
     """The whole path through a real broker: alert produced -> first prediction of the new model."""
     from kafka import KafkaConsumer
 
-    from retrainer.__main__ import Retrainer
+    from retrainer.scheduler import Retrainer
     from retrainer.settings import RetrainerOptions, RetrainerSettings
     from ridestream.events import (
         DriftDetected,

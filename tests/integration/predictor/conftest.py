@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from predictor.__main__ import run
+from predictor.service import run
 from predictor.settings import PredictorOptions, PredictorSettings
 from ridestream.events import RideRequested, encode
 from ridestream.settings import KafkaSettings, MlflowSettings

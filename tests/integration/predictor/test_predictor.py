@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from predictor.__main__ import wait_for_champion
+from predictor.service import wait_for_champion
 from predictor.settings import PredictorSettings
 from ridestream.events import (
     DurationPredicted,

@@ -230,7 +230,7 @@ class RunningRetrainer:
 @pytest.fixture
 def start_retrainer() -> Iterator[Callable[[RetrainerSettings], RunningRetrainer]]:
     """Start `retrainer.__main__.run` in a thread; stopped (and its errors raised) at teardown."""
-    from retrainer.__main__ import run
+    from retrainer.scheduler import run
 
     started: list[RunningRetrainer] = []
 
