@@ -15,13 +15,14 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from producer.arguments import month, positive_int, speed, timestamp
+from producer.arguments import positive_int, speed, timestamp
 from producer.replay import ReplayOptions
 from producer.service import input_files, run, summary
 from producer.settings import ProducerSettings
 from producer.sink import DeliveryFailedError, kafka_reason
 from ridestream.cli import CommandParser, add_kafka_options, with_kafka_options
 from ridestream.runner import EXIT_TRANSIENT, UsageError, run_service
+from ridestream.tripdata_fetch import month_argument
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     inputs.add_argument(
         "--months",
         nargs="+",
-        type=month,
+        type=month_argument,
         metavar="YYYY-MM",
         help="monthly files in the data dir (RIDESTREAM_DATA_DIR, default ./data)",
     )

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import re
 from datetime import datetime
-
-MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 def speed(text: str) -> float | None:
@@ -19,12 +16,6 @@ def speed(text: str) -> float | None:
     if value <= 0:
         raise argparse.ArgumentTypeError("must be positive")
     return value
-
-
-def month(text: str) -> str:
-    if not MONTH.match(text):
-        raise argparse.ArgumentTypeError(f"expected YYYY-MM, got {text!r}")
-    return text
 
 
 def timestamp(text: str) -> datetime:
