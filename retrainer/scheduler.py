@@ -19,8 +19,9 @@ Two consumers, polled in turn by the poll thread, each through
   (`AlertCoalescer.commit_gate`; the loop's `commit_released` commits it once the run is
   done), so a retrainer killed mid-training trains for it again.
 
-Training runs on one worker thread (`retrainer.retrain.retrain`); the poll thread keeps
-polling, and alerts arriving meanwhile are coalesced into one next run. A run starts only
+Training runs on one worker thread (`retrainer.retrain.retrain`), which publishes its model
+events with a producer of its own; the poll thread keeps polling, and alerts arriving
+meanwhile are coalesced into one next run. A run starts only
 once the buffer has read rides.completed up to its end offsets as of the alert, so a
 retrainer that lags on rides does not train on a partial window. At start, a champion
 that was moved but never announced gets its `ModelPromoted` (see `retrainer.promotion`).
@@ -107,7 +108,11 @@ class Retrainer:
             ],
             partitions=settings.broker.partitions,
         )
+        # The loops' producer (dead letters) is used by the poll thread only; the model events
+        # of a training run have a producer of their own, so the worker thread shares no client
+        # and its flush waits for its own event only.
         self.producer = build_producer(kafka, client_id=f"{kafka.client_id}-{SERVICE}")
+        self.publisher = build_producer(kafka, client_id=f"{kafka.client_id}-{SERVICE}-models")
         self.buffer = RideBuffer(self.options.buffer_age, self.options.buffer_rows)
         self.coalescer = AlertCoalescer()
         self.registry = ModelRegistry(settings.mlflow)
@@ -135,8 +140,9 @@ class Retrainer:
         self._rides_target: dict[TopicPartition, int] | None = None
 
     def publish(self, event: Event) -> None:
-        """Publish a model event on models.updates, flushed (called from the worker thread)."""
-        send_all(self.producer, [Outgoing.of(self.topics.models_updates, event)])
+        """Publish a model event on models.updates, flushed (from the worker thread, or from the
+        poll thread at start, before any run)."""
+        send_all(self.publisher, [Outgoing.of(self.topics.models_updates, event)])
         if isinstance(event, ModelPromoted):
             self.metrics.record_promotion(SERVICE, event)
             self.metrics.set_model_version(SERVICE, event.version)
@@ -278,13 +284,14 @@ class Retrainer:
         self.serve(stop)
 
     def close(self) -> None:
-        """Stop the worker, close the consumers and the producer (after a flush)."""
+        """Stop the worker, close the consumers and the producers (after a flush)."""
         self.executor.shutdown(wait=True)
         self.rides_loop.consumer.close()
         if self.alerts_loop is not None:
             self.alerts_loop.consumer.close()
-        self.producer.flush()
-        self.producer.close()
+        for producer in (self.producer, self.publisher):
+            producer.flush()
+            producer.close()
         log.info("retrainer stopped after %d training run(s)", len(self.outcomes))
 
 

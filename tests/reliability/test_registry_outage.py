@@ -43,9 +43,7 @@ from ridestream.registry import PREVIOUS, ModelRegistry
 from ridestream.settings import KafkaSettings, MlflowSettings
 from ridestream.stream.admin import create_topics
 from ridestream.topics import Topics
-from ridestream.training import train_and_register
 from tests.reliability.outage import (
-    CHAMPION_SLOPE,
     MlflowServer,
     Service,
     completions,
@@ -54,7 +52,7 @@ from tests.reliability.outage import (
     wait_until,
 )
 from tests.reliability.topic_io import produce_raw, read_topic
-from tests.synthetic import ride, synthetic_rides
+from tests.synthetic import ride
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.faults]
 log = logging.getLogger("tests.registry_outage")
@@ -302,14 +300,7 @@ def test_monitor_rides_out_a_registry_outage_at_start_and_at_a_promotion(
     topics = Topics(topic_prefix)
     mlflow = mlflow_server.settings("ride-duration-" + topic_prefix.strip("."))
     champion = register_champion(mlflow)
-    challenger = train_and_register(
-        mlflow,
-        synthetic_rides(1_500, seed=36, slope=CHAMPION_SLOPE),
-        synthetic_rides(300, seed=98, slope=CHAMPION_SLOPE),
-        LINEAR,
-        {"test": "outage"},
-        promote=False,
-    ).info.version
+    challenger = register_champion(mlflow, seed=36, promote=False)
     reference_line = r"reference of {} v{}: "
     monitor = Service(
         "monitor",
