@@ -36,7 +36,8 @@ cycle by default, a week of budget to see a weekend).
 - reject, futility: the upper confidence bound is below 0 (at least `min_blocks` blocks): the
   challenger is, with the same confidence, not better by the margin; stopping at once spends
   no more rides on it;
-- reject, budget: `max_rides` rides or `max_span` of event time without either;
+- reject, budget: `max_rides` rides or `max_span` of event time (watermark minus the longest
+  ride, from the cut-off, whether rides came or not) without either;
 - otherwise go on.
 
 A block is complete once the event-time watermark (drop-offs) has passed its end plus the
@@ -252,7 +253,9 @@ def judge(
     """One look of the gate: promote, reject, or go on (see the module docstring)."""
     counted = complete_blocks(blocks, started, watermark, options.block)
     evidence = evidence_of(counted, options)
-    span = (counted[-1][0] + options.block - started) if counted else timedelta(0)
+    # The time budget runs on event time passed, not on the span of the counted blocks: a
+    # challenger that sees no labelled rides at all must still be rejected in the end.
+    span = max(timedelta(0), watermark - LONGEST_RIDE - started)
     rides = sum(sums.rides for _, sums in counted)
     budget_spent = rides >= options.max_rides or span >= options.max_span
     if evidence is None:

@@ -23,7 +23,6 @@ import pytest
 from kafka import KafkaConsumer
 
 from retrainer.promotion import promoted_event
-from retrainer.retrain import CHALLENGER
 from retrainer.settings import RetrainerOptions, RetrainerSettings
 from ridestream.events import (
     MAX_TRIP_DISTANCE_MI,
@@ -38,7 +37,7 @@ from ridestream.events import (
 )
 from ridestream.features import PICKUP_TIME, TARGET
 from ridestream.model import DEFAULT_KIND, LINEAR, labelled
-from ridestream.registry import PREVIOUS, ModelRegistry
+from ridestream.registry import CHALLENGER, PREVIOUS, ModelRegistry
 from ridestream.settings import KafkaSettings, MlflowSettings
 from ridestream.stream.admin import create_topics
 from ridestream.stream.clients import build_producer
@@ -119,6 +118,8 @@ def retrainer_settings(
             min_labelled_rides=MIN_LABELLED_RIDES,
             poll_timeout_ms=100,
             model_kind=LINEAR,
+            # These tests are about the training run; the live gate has tests of its own.
+            gate="offline",
         ),
     )
 
@@ -291,7 +292,7 @@ def test_drift_alert_trains_registers_and_promotes_a_better_challenger(
     registry = ModelRegistry(settings.mlflow)
     assert registry.champion().version == "2"
     assert registry.alias(PREVIOUS).version == "1"
-    assert registry.alias(CHALLENGER).version == "2"
+    assert registry.alias(CHALLENGER) is None  # decided: nothing is under live evaluation
     tags = registry.version("2").tags
     assert tags["trigger_alert_id"] == "alert-a"
     assert tags["parent_version"] == "1"
@@ -329,7 +330,7 @@ def test_challenger_that_misses_the_margin_is_rejected_and_champion_stays(
     registry = ModelRegistry(settings.mlflow)
     assert registry.champion().version == "1"
     assert registry.alias(PREVIOUS) is None
-    assert registry.alias(CHALLENGER).version == "2"
+    assert registry.alias(CHALLENGER) is None  # a rejected model is never shadowed
     assert registry.version("2").tags["decision"] == "rejected"
 
 
@@ -430,6 +431,7 @@ def test_retrainer_killed_mid_training_leaves_no_half_made_promotion(
         "RIDESTREAM_RETRAINER__GROUP_ID": settings.retrainer.group_id,
         "RIDESTREAM_RETRAINER__MIN_LABELLED_RIDES": str(MIN_LABELLED_RIDES),
         "RIDESTREAM_RETRAINER__MODEL_KIND": LINEAR,
+        "RIDESTREAM_RETRAINER__GATE": "offline",
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "retrainer"],

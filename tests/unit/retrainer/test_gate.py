@@ -175,3 +175,13 @@ def test_gate_options_refuse_values_that_make_no_sense() -> None:
         replace(GateOptions(), alpha=1.5)
     with pytest.raises(ValueError, match="min_blocks"):
         GateOptions(min_blocks=1)
+
+
+def test_challenger_that_sees_no_labelled_ride_is_rejected_when_the_time_budget_is_spent() -> None:
+    options = GateOptions(max_span=timedelta(days=2))
+    early = judge({}, START, START + timedelta(days=1) + LONGEST_RIDE, options)
+    late = judge({}, START, START + timedelta(days=2) + LONGEST_RIDE, options)
+
+    assert early.verdict == "continue"
+    assert (late.verdict, late.evidence) == ("reject", None)
+    assert "budget" in late.reason
