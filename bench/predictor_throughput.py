@@ -11,6 +11,9 @@
    in the first 10 s);
 3. two predictor processes in one group on a 4-partition topic: shares and completeness.
 
+1 and 2 are also measured with a challenger under live evaluation (a second gbm model under
+the `challenger` alias, gate `shadow`): every batch predicted by both, two records a ride.
+
 Without --bootstrap it starts its own Apache Kafka on free ports with its data in a temporary
 folder (`ridestream.kafka_broker.temporary_broker`) and stops it at the end. Rides come from
 the real TLC files in RIDESTREAM_DATA_DIR (default ../shared/data), repeated with fresh ids
@@ -385,6 +388,7 @@ def run_bench(args: argparse.Namespace, bootstrap: str, kafka: Any) -> int:
     from kafka import KafkaAdminClient, KafkaConsumer
 
     from ridestream.events import encode
+    from ridestream.registry import CHALLENGER, TAG_GATE, ModelRegistry
     from ridestream.settings import MlflowSettings
     from ridestream.stream.admin import create_topics
     from ridestream.topics import Topics
@@ -400,6 +404,17 @@ def run_bench(args: argparse.Namespace, bootstrap: str, kafka: Any) -> int:
     jan, feb = (read_trips(month_path(data_dir, m)) for m in ("2021-01", "2021-02"))
     champion = train_and_register(mlflow, jan, feb, "gbm", {"trigger": "bench"}, True)
     print(f"  version {champion.info.version}, val RMSE {champion.metrics['val_rmse']:.3f}")
+    # The shadow model: another gbm (trained on February), under the challenger alias only
+    # while a "with shadow" row runs.
+    challenger = train_and_register(mlflow, feb, jan, "gbm", {"trigger": "bench"}, False)
+    registry = ModelRegistry(mlflow)
+    registry.set_version_tags(challenger.info.version, {TAG_GATE: "shadow"})
+
+    def shadowing(on: bool) -> None:
+        if on:
+            registry.set_alias(CHALLENGER, challenger.info.version)
+        else:
+            registry.delete_alias(CHALLENGER)
 
     rides = load_rides(data_dir, args.rides)
     messages = [(r.key.encode(), encode(r)) for r in rides]
@@ -457,6 +472,18 @@ def run_bench(args: argparse.Namespace, bootstrap: str, kafka: Any) -> int:
             len(messages),
             {"RIDESTREAM_TOPIC_PREFIX": source.prefix, "RIDESTREAM_PREDICTOR__GROUP_ID": group},
         )
+        group = f"shadow-{uuid.uuid4().hex[:6]}"
+        shadowing(True)
+        try:
+            shadow = throughput(
+                "predictor with a shadow model",
+                ["-m", "predictor"],
+                group,
+                len(messages),
+                {"RIDESTREAM_TOPIC_PREFIX": source.prefix, "RIDESTREAM_PREDICTOR__GROUP_ID": group},
+            )
+        finally:
+            shadowing(False)
         group = f"per-record-{uuid.uuid4().hex[:6]}"
         naive = throughput(
             "per-record baseline",
@@ -468,6 +495,12 @@ def run_bench(args: argparse.Namespace, bootstrap: str, kafka: Any) -> int:
         results += [
             ("bare passthrough (rides/s)", f"{bare.rides_per_s:,.0f}"),
             ("predictor, 1 process (rides/s)", f"{ours.rides_per_s:,.0f}"),
+            ("predictor with a shadow model (rides/s)", f"{shadow.rides_per_s:,.0f}"),
+            (
+                "with shadow / without (rides/s; CPU us per ride)",
+                f"{shadow.rides_per_s / ours.rides_per_s:.0%}; "
+                f"{shadow.cpu_us_per_ride:.0f} / {ours.cpu_us_per_ride:.0f}",
+            ),
             ("per-record baseline (rides/s)", f"{naive.rides_per_s:,.0f}"),
             ("load average during each", f"{bare.load:.1f} / {ours.load:.1f} / {naive.load:.1f}"),
             (
@@ -512,6 +545,11 @@ def run_bench(args: argparse.Namespace, bootstrap: str, kafka: Any) -> int:
              "--source", "{source}", "--target", "{target}"],
         )  # fmt: skip
         ours_latency = latency("predictor", ["-m", "predictor"])
+        shadowing(True)
+        try:
+            shadow_latency = latency("predictor with a shadow model", ["-m", "predictor"])
+        finally:
+            shadowing(False)
         results += [
             (
                 f"latency at {ours_latency.rate:,.0f} rides/s, {args.latency_s:.0f} s after "
@@ -525,6 +563,10 @@ def run_bench(args: argparse.Namespace, bootstrap: str, kafka: Any) -> int:
             (
                 "latency during the warm-up: predictor / passthrough p99 (ms)",
                 f"{ours_latency.warmup_p99:.1f} / {bare_latency.warmup_p99:.1f}",
+            ),
+            (
+                "latency, predictor with a shadow model: p50 / p99 (ms)",
+                f"{shadow_latency.p50:.1f} / {shadow_latency.p99:.1f}",
             ),
             ("latency max: predictor (ms)", f"{ours_latency.max:.1f}"),
             ("latency: predictions seen / sent", ours_latency.seen),

@@ -114,6 +114,7 @@ def promote_and_announce(
     metrics: Mapping[str, float] | None = None,
     backoff: Backoff = NO_RETRY,
     gate: LiveEvidence | None = None,
+    before_announce: Callable[[], None] | None = None,
 ) -> ModelPromoted:
     """Move `champion` to `version` (the commit point; `previous` follows), tag the version
     with the reason, then publish `ModelPromoted`.
@@ -121,7 +122,8 @@ def promote_and_announce(
     Each registry call is retried on its own by `backoff`, and each is idempotent: the
     replaced champion is read once, before the move, so a retried step cannot forget it (a
     retried `ModelRegistry.promote` would: after its first half it finds `version` already
-    champion and leaves `previous` unset)."""
+    champion and leaves `previous` unset). `before_announce` runs after the move, before the
+    event (the live gate clears the `challenger` alias there)."""
     before = backoff.call("read the champion", registry.champion)
     previous = before.version if before is not None and before.version != version else None
     backoff.call(f"move {CHAMPION} to {version}", lambda: registry.set_alias(CHAMPION, version))
@@ -135,6 +137,8 @@ def promote_and_announce(
     )
     info = backoff.call(f"read version {version}", lambda: registry.version(version))
     event = promoted_event(info, previous, reason, trigger_alert_id, metrics, gate)
+    if before_announce is not None:
+        before_announce()
     publish(event)
     log.info(
         "%s: champion %s -> %s (%s), ModelPromoted published",

@@ -279,8 +279,9 @@ class Retrainer:
                 started.metrics,
                 backoff=self.backoff,
                 gate=live_evidence(decision.evidence, self.gate_options),
+                # Cleared before the event: whoever reads ModelPromoted finds no challenger.
+                before_announce=lambda: self._close_challenger(live.version, "promoted"),
             )
-            self._close_challenger(live.version, "promoted")
         else:
             reason: RejectReason = "futility" if "futility" in decision.reason else "budget"
             self.reject_challenger(live, reason)
