@@ -38,6 +38,11 @@ def start_challenger(settings: PredictorSettings, version: str, gate: str, fract
     registry.set_alias(CHALLENGER, version)
 
 
+def champion_and_challenger(settings: PredictorSettings) -> tuple[str, str]:
+    """Version 1 (champion) and version 2 (another slope, no alias yet)."""
+    return register(settings, slope=3.5, promote=None), register(settings, 5.0, promote=False)
+
+
 def announce(settings: PredictorSettings, event: ChallengerStarted | ModelRejected) -> None:
     produce(settings.kafka, settings.topics.models_updates, [(event.key.encode(), encode(event))])
 
@@ -54,8 +59,7 @@ def test_canary_serves_its_fraction_of_rides_and_every_ride_once(
 ) -> None:
     settings = predictor_settings
     topics = settings.topics
-    champion = register(settings, slope=3.5, promote=None)
-    challenger = register(settings, slope=5.0, promote=False)
+    champion, challenger = champion_and_challenger(settings)
     start_challenger(settings, challenger, "canary", 0.2)
     start_predictor(settings)  # started mid-evaluation: the canary comes from the alias
     rides = [ride(n, "canary") for n in range(2_000)]
@@ -81,8 +85,7 @@ def test_predictors_shadow_a_started_challenger_and_stop_when_it_is_rejected(
 ) -> None:
     settings = predictor_settings
     topics = settings.topics
-    champion = register(settings, slope=3.5, promote=None)
-    challenger = register(settings, slope=5.0, promote=False)
+    champion, challenger = champion_and_challenger(settings)
     first = start_predictor(settings)
 
     # The retrainer's ChallengerStarted reaches the running predictor ...

@@ -536,15 +536,24 @@ def live_gate_settings(settings: RetrainerSettings) -> RetrainerSettings:
     return settings.model_copy(update={"retrainer": options})
 
 
-def challenger_started(settings: RetrainerSettings) -> ChallengerStarted:
-    """Wait for the ChallengerStarted of version 2 on models.updates."""
+def start_slow_challenger(
+    green_rides: pd.DataFrame,
+    settings: RetrainerSettings,
+    start_retrainer: Callable[[RetrainerSettings], RunningRetrainer],
+    seed: int,
+) -> tuple[RunningRetrainer, pd.DataFrame, ChallengerStarted]:
+    """Slowed-down rides and an alert; the retrainer trains version 2 on them, which passes
+    the offline check. Returns the retrainer, the rides and version 2's ChallengerStarted."""
+    topics = settings.topics
+    slow = sample(green_rides, *PRE_GATE, STREAM_RIDES, seed=seed)
+    produce(settings.kafka, topics.rides_completed, completions(slow, duration_factor=1.4))
+    produce(settings.kafka, topics.drift_alerts, [drift_alert(f"alert-{seed}")])
+    running = start_retrainer(settings)
     events = wait_for_model_event(
-        settings.kafka,
-        settings.topics,
-        lambda es: any(isinstance(e, ChallengerStarted) for e in es),
+        settings.kafka, topics, lambda es: any(isinstance(e, ChallengerStarted) for e in es)
     )
     (started,) = [e for e in events if isinstance(e, ChallengerStarted)]
-    return started
+    return running, slow, started
 
 
 def test_challenger_worse_on_the_rides_after_its_cutoff_is_rejected_for_futility(
@@ -552,11 +561,7 @@ def test_challenger_worse_on_the_rides_after_its_cutoff_is_rejected_for_futility
 ):
     settings = live_gate_settings(retrainer_settings)
     topics = settings.topics
-    slow = sample(green_rides, *PRE_GATE, STREAM_RIDES, seed=8)
-    produce(settings.kafka, topics.rides_completed, completions(slow, duration_factor=1.4))
-    produce(settings.kafka, topics.drift_alerts, [drift_alert("alert-w")])
-    start_retrainer(settings)
-    started = challenger_started(settings)
+    _, _, started = start_slow_challenger(green_rides, settings, start_retrainer, seed=8)
     registry = ModelRegistry(settings.mlflow)
     assert (started.version, started.champion_version, started.gate) == ("2", "1", "shadow")
     assert registry.alias(CHALLENGER).version == "2"
@@ -585,11 +590,7 @@ def test_better_challenger_is_promoted_on_live_rides_and_a_restart_does_not_chan
 ):
     settings = live_gate_settings(retrainer_settings)
     topics = settings.topics
-    slow = sample(green_rides, *PRE_GATE, STREAM_RIDES, seed=10)
-    produce(settings.kafka, topics.rides_completed, completions(slow, duration_factor=1.4))
-    produce(settings.kafka, topics.drift_alerts, [drift_alert("alert-b2")])
-    first = start_retrainer(settings)
-    started = challenger_started(settings)
+    first, slow, started = start_slow_challenger(green_rides, settings, start_retrainer, seed=10)
 
     # Four hours of slow rides after the cut-off: too short to promote (12 h). Then a restart.
     still_slow = in_dropoff_order(completions(sample(green_rides, *POST_GATE, 3_000, seed=11), 1.4))
