@@ -323,6 +323,20 @@ class Retrainer:
         version = outcome.version
         options = self.options
         assert options.gate in ("shadow", "canary")
+        evaluation_start = outcome.evaluation_start
+        oldest = self.buffer.stats().oldest_dropoff
+        if oldest is not None and oldest.to_pydatetime() > evaluation_start:
+            # The stream ran further past the cut-off than the buffer spans while the challenger
+            # trained (a fast replay): the first rides after the cut-off are gone. Evaluate from
+            # the oldest ride still held, so no hour counts with part of its rides missing.
+            log.warning(
+                "the buffer no longer holds the rides since challenger %s's cut-off %s: "
+                "evaluated from %s",
+                version,
+                evaluation_start,
+                oldest,
+            )
+            evaluation_start = oldest.to_pydatetime()
         started = ChallengerStarted(
             challenge_id=promotion_id(self.registry.name, version),
             event_time=utc_now(),
@@ -331,7 +345,7 @@ class Retrainer:
             champion_version=outcome.champion_version,
             gate=options.gate,
             canary_fraction=options.canary_fraction if options.gate == "canary" else 0.0,
-            evaluation_start=outcome.evaluation_start,
+            evaluation_start=evaluation_start,
             trigger_alert_ids=outcome.alert_ids,
             metrics=outcome.metrics,
         )
