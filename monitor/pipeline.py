@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -185,6 +185,15 @@ def summarize(
     return event, frame
 
 
+class Assessment(NamedTuple):
+    """What the monitor makes of one closed window."""
+
+    window: DriftWindowClosed
+    frame: pd.DataFrame  # its rides: drift columns, prediction and label
+    fired: list[RuleFired]
+    alert: DriftDetected | None
+
+
 class MonitorPipeline:
     """Joins ride events, closes windows, computes their numbers and raises alerts."""
 
@@ -245,14 +254,24 @@ class MonitorPipeline:
             promoted.version,
             self.reference.version,
         )
-        self.reference = self.reference_provider(promoted.version)
+        self.use_reference(promoted.version)
 
-    def _publish(self, window: ClosedWindow) -> list[Outgoing]:
+    def use_reference(self, version: str | None) -> None:
+        """Judge the next windows against the reference of model `version` (a new champion)."""
+        self.reference = self.reference_provider(version)
+
+    def assess(self, window: ClosedWindow) -> Assessment:
+        """A closed window's numbers, the rules it breaks and its alert, if one is due (this
+        advances the debounce and cooldown state: call it once per window, in window order)."""
         event, frame = summarize(window, self.reference, self.config.drift)
         fired = evaluate_rules(event, self.reference.rmse, self.config.rules)
         self.alert_state, fire = self.alert_state.step(
             self.reference.version, bool(fired), self.config.rules
         )
+        return Assessment(event, frame, fired, drift_alert(event, fired) if fire else None)
+
+    def _publish(self, window: ClosedWindow) -> list[Outgoing]:
+        event, frame, fired, alert = self.assess(window)
         headers = [(HEADER_RULES, _rules_json(fired))]
         if window.last_key is not None:
             time, kind, ride_id = window.last_key
@@ -273,7 +292,6 @@ class MonitorPipeline:
             _round(event.quality.rmse),
             f", rules: {', '.join(r.rule for r in fired)}" if fired else "",
         )
-        alert = drift_alert(event, fired) if fire else None
         if alert is not None:
             outputs.append(Outgoing.of(self.topics.drift_alerts, alert))
             self.alerts_published += 1
