@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Sequence
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from producer.data_cli import MONTH
 from ridestream.cli import CommandParser
 
 if TYPE_CHECKING:
@@ -25,11 +24,10 @@ if TYPE_CHECKING:
 DEMO_DRIFT_THRESHOLD = 0.2
 DEMO_LATENESS = "12h"
 DEFAULT_WINDOW = "1d"
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 def _month(text: str) -> str:
-    if not _MONTH.match(text):
+    if not MONTH.match(text):
         raise argparse.ArgumentTypeError(f"invalid month {text!r}: use YYYY-MM")
     return text
 
@@ -121,36 +119,24 @@ def _load() -> str:
         return "?"
 
 
-def backtest_config(window: timedelta, model_name: str = "ride-duration") -> BacktestConfig:
-    """The monitor's defaults with the demo's drift thresholds and lateness, and the
-    retrainer's defaults."""
+def backtest_config(
+    window: str = DEFAULT_WINDOW, model_name: str = "ride-duration"
+) -> BacktestConfig:
+    """The monitor's defaults with the demo's window, drift thresholds and lateness (turned
+    into the pipeline's config by the monitor's own `monitor_config`), and the retrainer's
+    defaults."""
     from backtest.engine import BacktestConfig
-    from monitor.alerts import AlertRules
-    from monitor.drift import DriftOptions
-    from monitor.pipeline import MonitorConfig
+    from monitor.__main__ import monitor_config
     from monitor.settings import MonitorOptions
-    from monitor.windows import WindowSpec, parse_duration
     from retrainer.settings import RetrainerOptions
 
-    defaults = MonitorOptions()
-    return BacktestConfig(
-        monitor=MonitorConfig(
-            spec=WindowSpec(window),
-            lateness=parse_duration(DEMO_LATENESS),
-            rules=AlertRules(
-                drift_share_threshold=defaults.drift_share_threshold,
-                rmse_tolerance=defaults.rmse_tolerance,
-                debounce_windows=defaults.debounce_windows,
-                cooldown_windows=defaults.cooldown_windows,
-                min_window_rides=defaults.min_window_rides,
-            ),
-            drift=DriftOptions(
-                num_threshold=DEMO_DRIFT_THRESHOLD, cat_threshold=DEMO_DRIFT_THRESHOLD
-            ),
-        ),
-        retrainer=RetrainerOptions(),
-        model_name=model_name,
+    options = MonitorOptions(
+        window=window,
+        lateness=DEMO_LATENESS,
+        num_threshold=DEMO_DRIFT_THRESHOLD,
+        cat_threshold=DEMO_DRIFT_THRESHOLD,
     )
+    return BacktestConfig(monitor_config(options), RetrainerOptions(), model_name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -173,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     try:
-        window = parse_duration(args.window)
+        parse_duration(args.window)
     except ValueError as error:
         return fail(f"--window: {error}")
     if len(set(args.months)) != len(args.months):
@@ -191,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return fail(f"cannot write {out}: {out.parent} is not a folder")
 
     progress = None if args.no_progress else print_progress
-    config = backtest_config(window, settings.mlflow.model_name)
+    config = backtest_config(args.window, settings.mlflow.model_name)
     started, cpu_started = time.perf_counter(), time.process_time()
     champion, fit_s = train_first_champion(
         read_trips(train_path), read_trips(val_path), config.retrainer.model_kind

@@ -318,8 +318,10 @@ class PolicyRun:
         self._close(join.close(batch.end), batch.rides)
 
     def finish(self) -> None:
-        """Close the windows left open (late completions after the last ride's window)."""
-        self._close(self.monitor.join.close(datetime.max - self.config.monitor.lateness), None)
+        """At the end of the replay, close what the monitor closes when its partitions go idle:
+        the windows that end by the newest event time less the lateness."""
+        join = self.monitor.join
+        self._close(join.close(join.watermark(idle=list(join.partition_max))), None)
 
     def _close(self, windows: Sequence[ClosedWindow], slice_rides: pd.DataFrame | None) -> None:
         for window in windows:

@@ -14,8 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -39,6 +38,7 @@ from ridestream.topics import Topics
 from ridestream.training import train_and_register
 from ridestream.trips import month_path, read_trips
 from tests.environment import broker_and_registry_environment
+from tests.integration.loop.test_closed_loop import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -48,15 +48,6 @@ DATA_DIR = Path(
 START, END = datetime(2021, 2, 1), datetime(2021, 2, 11)
 SPEED = 43_200  # the demo's: about 2 s a day
 TIMEOUT_S = 180
-
-
-def wait_for(condition, timeout_s: float, processes: Processes, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        processes.check()
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(1)
 
 
 def same_window(kafka: DriftWindowClosed, backtest: DriftWindowClosed) -> bool:
@@ -107,7 +98,7 @@ def test_backtest_and_kafka_loop_agree_up_to_the_first_swap(
     # The backtest of the same rides, while nothing else runs.
     rides = read_replay([month_path(DATA_DIR, "2021-02")], ["2021-02"])
     rides = rides[rides[PICKUP_TIME] < END].reset_index(drop=True)
-    config = backtest_config(timedelta(days=1))
+    config = backtest_config("1d")
     champion, _ = train_first_champion(january, february, config.retrainer.model_kind)
     [loop], _ = run_backtest([POLICIES["loop"]], rides, champion, config)
     assert len(loop.alerts) >= 2 and loop.retrains >= 1  # 1 and 7 February (see the README)

@@ -69,7 +69,7 @@ def replay() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def results(champion: Model, replay: pd.DataFrame) -> dict:
     config = BacktestConfig(
-        monitor=MonitorConfig(spec=WindowSpec(DAY)),
+        monitor=MonitorConfig(spec=WindowSpec(DAY), lateness=timedelta(hours=12)),
         # The loop trains on the last day: the slow rides only.
         retrainer=RetrainerOptions(buffer_days=1, min_labelled_rides=250),
     )
