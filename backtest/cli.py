@@ -52,8 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "The monitor runs with its defaults except the demo's drift thresholds "
             f"({DEMO_DRIFT_THRESHOLD} for numerical and categorical columns) and lateness "
-            f"({DEMO_LATENESS}); the retrainer with its defaults (RIDESTREAM_RETRAINER__* "
-            "is not read). Served RMSE/MAE are over the labelled rides (1-60 min) of windows "
+            f"({DEMO_LATENESS}); the retrainer with its defaults (RIDESTREAM_MONITOR__* and "
+            "RIDESTREAM_RETRAINER__* "
+            "are not read). Served RMSE/MAE are over the labelled rides (1-60 min) of windows "
             "of at least 200 rides; see ridestream/scorecard.py for harmful promotions and "
             "alert precision."
         ),

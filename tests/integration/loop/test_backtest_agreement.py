@@ -40,7 +40,8 @@ from ridestream.trips import month_path, read_trips
 from tests.environment import broker_and_registry_environment
 from tests.integration.loop.test_closed_loop import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# Services as processes for over a minute on this machine: run with the fault tests.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.faults]
 
 DATA_DIR = Path(
     os.environ.get("RIDESTREAM_TEST_DATA_DIR", Path(__file__).parents[3] / ".." / "shared" / "data")

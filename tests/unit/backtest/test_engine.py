@@ -3,6 +3,7 @@ the window that asked for them, and a scorecard of what was served."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 
 from backtest.engine import BacktestConfig, Model, run_backtest, train_first_champion
 from backtest.policies import POLICIES, Schedule
+from backtest.report import PLOT_ID, build_page, to_json
 from monitor.pipeline import MonitorConfig
 from monitor.windows import WindowSpec
 from retrainer.settings import RetrainerOptions
@@ -125,3 +127,17 @@ def test_a_schedule_counts_a_boundary_crossed_by_a_gap_in_the_data():
     assert weekly.wants_retraining(next_wednesday, friday, [])
     assert not weekly.wants_retraining(datetime(2021, 3, 6), friday, [])
     assert not weekly.wants_retraining(datetime(2021, 3, 9), datetime(2021, 3, 8), [])
+
+
+def test_the_json_and_the_page_show_every_policy(results):
+    ordered = list(results.values())
+    document = to_json(ordered, {"months": ["2021-03"]})
+    loop = next(p for p in document["policies"] if p["policy"] == "loop")
+    assert len(loop["windows"]) == len(results["loop"].windows)
+    assert loop["swaps"][0]["version"] == results["loop"].swaps[0].version
+    assert json.loads(json.dumps(document)) == document  # plain data
+    page = build_page(ordered, "backtest")
+    assert f'id="{PLOT_ID}"' in page
+    assert all(f"{name}: model swap" in page for name in ("weekly", "daily", "loop"))
+    assert "Plotly.newPlot" in page  # drawn by the inlined plotly.js, no CDN
+    assert "<script src=" not in page
