@@ -289,13 +289,13 @@ class PolicyRun:
         self.policy = policy
         self.shared_fits = {} if shared_fits is None else shared_fits
         self.config = config
-        self.models: dict[str, Model] = {champion.version: champion}
         self.serving = champion
+        # Only the model in service and the one it replaced are kept (a daily schedule trains
+        # hundreds); the monitor asks for the reference of a new champion once it serves.
         self.monitor = MonitorPipeline(
-            config.monitor,
-            Topics(),
-            lambda version: self.models[version or self.serving.version].reference,
+            config.monitor, Topics(), lambda version: self.serving.reference
         )
+        self.versions = int(champion.version)
         options = config.retrainer
         days = options.buffer_days if policy.buffer_days is None else policy.buffer_days
         self.buffer = RideBuffer(timedelta(days=days), options.buffer_rows)
@@ -374,7 +374,8 @@ class PolicyRun:
         started = time.perf_counter()
         snapshot = self.buffer.snapshot()
         alert_ids = tuple(a.alert_id for a in alerts)
-        version = str(len(self.models) + 1)
+        self.versions += 1
+        version = str(self.versions)
         if self.policy.gated:
             outcome = gated_retraining(snapshot, self.serving.model, options)
             if isinstance(outcome, str):
@@ -393,8 +394,12 @@ class PolicyRun:
                 return
             status = "promoted" if outcome.decision.promote else "rejected"
             # The retrainer registers the challenger with its held-out RMSE as `val_rmse`.
-            new = prepare_model(
-                version, outcome.model, outcome.holdout, outcome.decision.challenger_rmse
+            new = (
+                prepare_model(
+                    version, outcome.model, outcome.holdout, outcome.decision.challenger_rmse
+                )
+                if outcome.decision.promote
+                else None
             )
             reason, data_range, rows = outcome.decision.reason, outcome.data_range, outcome.rows
         else:
@@ -416,7 +421,6 @@ class PolicyRun:
             new = self._scheduled_model(version, at, rides)
             status, reason = "promoted", "scheduled, no gate"
             data_range, rows = pickup_range(rides), len(rides)
-        self.models[version] = new
         self.result.retrainings.append(
             Retraining(
                 at,
@@ -429,7 +433,7 @@ class PolicyRun:
                 time.perf_counter() - started,
             )
         )
-        if status == "promoted":
+        if new is not None:
             self.result.swaps.append(Swap(at, version, self.serving.version))
             self._replaced, self.serving = self.serving, new
             self.monitor.use_reference(version)
@@ -484,6 +488,7 @@ def run_backtest(
             clock = time.perf_counter()
             run.step(batch)
             run.result.seconds += time.perf_counter() - clock
+        shared_fits.clear()  # shared within one slice only
         if progress is not None and time.monotonic() - shown >= 5:
             shown = time.monotonic()
             progress(
