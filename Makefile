@@ -6,8 +6,9 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Real TLC files: ../shared/data beside the checkout when present (dev and CI), else ./data
-# (fill it with `ridestream data fetch`).
+# Real TLC files: ../shared/data beside the checkout when present (dev and CI), else ./data,
+# where `ridestream demo` downloads the months it lacks (a mirror: DEMO_ARGS="--base-url URL").
+# Tests that lack a month fetch it into .ridestream/test-data (see tests/tripdata.py).
 DATA_DIR ?= $(abspath $(if $(wildcard ../shared/data/*.parquet),../shared/data,data))
 export RIDESTREAM_DATA_DIR ?= $(DATA_DIR)
 export RIDESTREAM_TEST_DATA_DIR ?= $(DATA_DIR)
@@ -38,7 +39,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-demo: install ## Run the whole loop on real data (local Kafka, SQLite MLflow, all services)
+demo: install ## Run the whole loop on real data (fetches missing months; local Kafka, SQLite MLflow, all services)
 	$(BIN)/ridestream demo $(DEMO_ARGS)
 
 test: install lint ## Lint, type-check and run the tests (unit, integration, reliability; real Kafka)

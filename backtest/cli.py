@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from producer.data_cli import MONTH
 from ridestream.cli import CommandParser
+from ridestream.tripdata_fetch import month_argument
 
 if TYPE_CHECKING:
     from backtest.engine import BacktestConfig
@@ -24,12 +24,6 @@ if TYPE_CHECKING:
 DEMO_DRIFT_THRESHOLD = 0.2
 DEMO_LATENESS = "12h"
 DEFAULT_WINDOW = "1d"
-
-
-def _month(text: str) -> str:
-    if not MONTH.match(text):
-        raise argparse.ArgumentTypeError(f"invalid month {text!r}: use YYYY-MM")
-    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,14 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--train",
         required=True,
-        type=_month,
+        type=month_argument,
         metavar="YYYY-MM",
         help="month the first champion trains on (as `ridestream train`)",
     )
     parser.add_argument(
         "--val",
         required=True,
-        type=_month,
+        type=month_argument,
         metavar="YYYY-MM",
         help="month the first champion is validated on (its drift reference)",
     )
@@ -77,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--months",
         required=True,
         nargs="+",
-        type=_month,
+        type=month_argument,
         metavar="YYYY-MM",
         help="months to replay, in this order of event time",
     )
@@ -127,7 +121,7 @@ def backtest_config(
     into the pipeline's config by the monitor's own `monitor_config`), and the retrainer's
     defaults."""
     from backtest.engine import BacktestConfig
-    from monitor.__main__ import monitor_config
+    from monitor.service import monitor_config
     from monitor.settings import MonitorOptions
     from retrainer.settings import RetrainerOptions
 
@@ -150,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     from backtest.policies import POLICIES
     from backtest.report import build_page, format_table, to_json
-    from backtest.rides import MissingMonthError, month_file, read_replay
+    from backtest.rides import MissingMonthError, month_files, read_replay
     from monitor.windows import parse_duration
     from ridestream.settings import Settings
     from ridestream.trips import read_trips
@@ -168,9 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings()
     data_dir = args.data_dir or settings.data_dir
     try:
-        train_path = month_file(data_dir, args.train, args.color)
-        val_path = month_file(data_dir, args.val, args.color)
-        paths = [month_file(data_dir, month, args.color) for month in args.months]
+        train_path, val_path, *paths = month_files(
+            data_dir, [args.train, args.val, *args.months], args.color
+        )
     except MissingMonthError as error:
         return fail(str(error))
     for out in (args.json, args.html):

@@ -17,6 +17,7 @@ import pandas as pd
 
 from producer.replay import classify_rows
 from ridestream.features import DROPOFF_TIME, PICKUP_TIME, RIDE_ID, TARGET
+from ridestream.tripdata_fetch import missing_months
 from ridestream.trips import iter_trip_batches, month_path, ride_id, source_name
 
 
@@ -24,15 +25,17 @@ class MissingMonthError(FileNotFoundError):
     """A month has no data file (the message names the file and the fetch command)."""
 
 
-def month_file(data_dir: Path, month: str, color: str = "green") -> Path:
-    """The data file of `month`; raises MissingMonthError naming the fetch command."""
-    path = month_path(data_dir, month, color)
-    if not path.is_file():
+def month_files(data_dir: Path, months: Sequence[str], color: str = "green") -> list[Path]:
+    """The data files of `months`; raises MissingMonthError naming the missing ones and the
+    command that fetches them."""
+    missing = missing_months(data_dir, months, color)
+    if missing:
+        wanted = " ".join(missing)
         raise MissingMonthError(
-            f"no {color} file for {month}: {path} does not exist "
-            f"(try `ridestream data fetch --color {color} --months {month}`)"
+            f"no {color} file for {wanted} in {data_dir} "
+            f"(try `ridestream data fetch --color {color} --months {wanted}`)"
         )
-    return path
+    return [month_path(data_dir, month, color) for month in months]
 
 
 def month_bounds(month: str) -> tuple[datetime, datetime]:

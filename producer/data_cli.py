@@ -2,6 +2,7 @@
 
 Files go to the data dir (`RIDESTREAM_DATA_DIR`, default `./data`) under their TLC names, so
 `ridestream replay --months` and the training code find them with `ridestream.trips.month_path`.
+The download itself (temporary name, checked, then renamed) is `ridestream.tripdata_fetch`.
 """
 
 from __future__ import annotations
@@ -10,120 +11,16 @@ import argparse
 import contextlib
 import re
 import sys
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from producer.settings import ProducerSettings
 from ridestream.cli import CommandParser
-from ridestream.trips import NotATripFileError, count_rows, month_path, trip_file_color
+from ridestream.tripdata_fetch import TLC_BASE_URL, FetchError, fetch, month_argument
+from ridestream.trips import NotATripFileError, count_rows, trip_file_color
 
-TLC_BASE_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
-MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-CHUNK_BYTES = 1 << 20
 TRIP_FILE = re.compile(r"^(?P<color>green|yellow)_tripdata_(?P<month>\d{4}-\d{2})\.")
-
-Opener = Callable[..., IO[bytes]]
-
-
-class FetchError(RuntimeError):
-    """A download failed (the message is one line)."""
-
-
-def month_url(base_url: str, color: str, month: str) -> str:
-    """The URL of a monthly TLC file."""
-    return f"{base_url.rstrip('/')}/{color}_tripdata_{month}.parquet"
-
-
-def download(
-    url: str,
-    dest: Path,
-    *,
-    timeout_s: float = 30.0,
-    opener: Opener = urllib.request.urlopen,
-    progress: Callable[[int, int | None], None] | None = None,
-) -> int:
-    """Download `url` to `dest` (via `dest.part`, renamed when complete); returns the bytes.
-
-    Raises FetchError with a one-line reason when the host cannot be reached or answers badly.
-    """
-    part = dest.with_name(dest.name + ".part")
-    try:
-        with opener(url, timeout=timeout_s) as response, part.open("wb") as out:
-            length = (
-                response.headers.get("Content-Length") if hasattr(response, "headers") else None
-            )
-            total = int(length) if length else None
-            done = 0
-            while chunk := response.read(CHUNK_BYTES):
-                out.write(chunk)
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, total)
-    except urllib.error.HTTPError as error:
-        part.unlink(missing_ok=True)
-        raise FetchError(f"{url}: HTTP {error.code} {error.reason}") from None
-    except (urllib.error.URLError, OSError, TimeoutError) as error:
-        part.unlink(missing_ok=True)
-        reason = getattr(error, "reason", error)
-        host = urllib.parse.urlparse(url).netloc or url
-        raise FetchError(f"cannot reach {host} ({reason}); are you offline?") from None
-    part.replace(dest)
-    return done
-
-
-def _print_progress(name: str) -> Callable[[int, int | None], None]:
-    last = [0.0]
-
-    def show(done: int, total: int | None) -> None:
-        now = time.monotonic()
-        if now - last[0] < 0.5 and done != total:
-            return
-        last[0] = now
-        of = f" of {total / 1e6:.1f} MB ({100 * done / total:.0f}%)" if total else ""
-        end = "\n" if done == total or not sys.stderr.isatty() else ""
-        sys.stderr.write(f"\r{name}: {done / 1e6:.1f} MB{of}{end}")
-        sys.stderr.flush()
-
-    return show
-
-
-def fetch(
-    data_dir: Path,
-    color: str,
-    months: Sequence[str],
-    *,
-    base_url: str = TLC_BASE_URL,
-    timeout_s: float = 30.0,
-    opener: Opener = urllib.request.urlopen,
-    progress: bool = True,
-) -> list[tuple[str, str]]:
-    """Fetch the monthly files that are not in `data_dir` yet; returns (month, what happened)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    done: list[tuple[str, str]] = []
-    for month in months:
-        dest = month_path(data_dir, month, color)
-        if dest.exists():
-            done.append((month, f"already there: {dest}"))
-            continue
-        size = download(
-            month_url(base_url, color, month),
-            dest,
-            timeout_s=timeout_s,
-            opener=opener,
-            progress=_print_progress(dest.name) if progress else None,
-        )
-        try:
-            trip_file_color(dest)
-        except NotATripFileError as error:
-            dest.unlink(missing_ok=True)
-            raise FetchError(f"downloaded file is not a trip file: {error}") from None
-        done.append((month, f"fetched {size / 1e6:.1f} MB: {dest}"))
-    return done
 
 
 def list_files(data_dir: Path) -> list[dict[str, Any]]:
@@ -166,12 +63,6 @@ def format_listing(entries: list[dict[str, Any]], data_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def _month(text: str) -> str:
-    if not MONTH.match(text):
-        raise argparse.ArgumentTypeError(f"expected YYYY-MM, got {text!r}")
-    return text
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The `ridestream data` command line."""
     parser = CommandParser(
@@ -191,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch_parser.add_argument(
         "--months",
         nargs="+",
-        type=_month,
+        type=month_argument,
         required=True,
         metavar="YYYY-MM",
         help="the months to download",
@@ -233,10 +124,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_listing(list_files(data_dir), data_dir))
         return 0
     try:
-        for month, what in fetch(
-            data_dir, args.color, args.months, base_url=args.base_url, timeout_s=args.timeout
-        ):
-            print(f"{args.color} {month}: {what}")
+        fetch(
+            data_dir,
+            args.color,
+            args.months,
+            base_url=args.base_url,
+            timeout_s=args.timeout,
+            on_done=lambda done: print(f"{args.color} {done.month}: {done.describe()}", flush=True),
+        )
     except FetchError as error:
         print(f"ridestream data fetch: {error}", file=sys.stderr)
         return 1

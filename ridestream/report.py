@@ -272,7 +272,7 @@ def read_run(
 ) -> RunEvents:
     """Read a run's events from its topics; with `score_models`, also score each switch's two
     models on the same rides through the registry (`score_switches`)."""
-    from ridestream.topic_reader import count_records, read_events, read_records
+    from ridestream.stream.topic_reader import count_records, read_events, read_records
     from ridestream.topics import dead_letter_topic
 
     kafka = settings.kafka

@@ -6,6 +6,9 @@ first source that works:
 1. the address in `RIDESTREAM_TEST_KAFKA` (a broker someone already runs);
 2. testcontainers with the `apache/kafka` image, when a Docker daemon answers;
 3. the local Apache Kafka from its Maven jars (`ridestream.kafka_broker`), on free ports.
+
+Tests that need real TLC months get them from `tests.tripdata` (which skips them when the data
+cannot be had); the run then ends with one line counting those skips.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import pytest
 
 from ridestream import kafka_broker
 from ridestream.settings import BrokerSettings, KafkaSettings
+from tests import tripdata
 
 log = logging.getLogger("tests.kafka")
 
@@ -79,11 +83,21 @@ def kafka_settings(kafka_bootstrap: str) -> KafkaSettings:
     return KafkaSettings(bootstrap_servers=kafka_bootstrap)
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Say which broker served the run (nothing when no test needed one)."""
+# A wrapper that runs first, so its lines come after pytest's own short summary (`-ra`).
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> Iterator[None]:
+    """Say which broker served the run, and how many tests lacked real data (when any did)."""
+    yield
     served_by = terminalreporter.config.stash.get(_served_by, None)
     if served_by:
         terminalreporter.write_line(f"kafka: {served_by}")
+    no_data = sum(
+        1
+        for report in terminalreporter.stats.get("skipped", [])
+        if isinstance(report.longrepr, tuple) and tripdata.SKIP_REASON in report.longrepr[2]
+    )
+    if no_data:
+        terminalreporter.write_line(tripdata.skip_summary(no_data), yellow=True)
 
 
 def _announce(config: pytest.Config, served_by: str) -> None:

@@ -13,7 +13,6 @@ logged (and asserted: nothing lost, whichever way it went).
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from collections import Counter
@@ -25,6 +24,7 @@ from ridestream import kafka_broker
 from ridestream.events import DurationPredicted, decode, encode
 from ridestream.settings import BrokerSettings, KafkaSettings, MlflowSettings
 from ridestream.topics import Topics
+from tests import tripdata
 from tests.reliability.outage import Service, register_champion, service_env, wait_until
 from tests.reliability.topic_io import produce_raw, read_topic
 from tests.synthetic import ride
@@ -32,9 +32,6 @@ from tests.synthetic import ride
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.faults]
 log = logging.getLogger("tests.broker_outage")
 
-REPO = Path(__file__).resolve().parents[2]
-DATA_DIR = Path(os.environ.get("RIDESTREAM_TEST_DATA_DIR", REPO.parent / "shared" / "data"))
-GREEN_2021_01 = DATA_DIR / "green_tripdata_2021-01.parquet"
 OUTAGE_S = 30.0
 # Half a day of real rides (~1,400) replayed at 1,500x: about 30 s of sending, so the replay
 # is mid-stream when the broker stops a few seconds in, and sends into the outage.
@@ -72,8 +69,7 @@ class Supervisor:
 def test_broker_outage_of_30_s_loses_no_ride_and_no_prediction(
     local_broker_settings: BrokerSettings, topic_prefix: str, group_id: str, tmp_path: Path
 ) -> None:
-    if not GREEN_2021_01.is_file():
-        pytest.skip(f"real TLC data missing: {GREEN_2021_01} (set RIDESTREAM_TEST_DATA_DIR)")
+    green_2021_01 = tripdata.month_file("2021-01")
     started = time.monotonic()
     broker = local_broker_settings
     kafka_broker.start(broker)
@@ -92,7 +88,7 @@ def test_broker_outage_of_30_s_loses_no_ride_and_no_prediction(
         kafka, topic_prefix, mlflow, PREDICTOR__GROUP_ID=group_id, PREDICTOR__LOG_INTERVAL_S="5"
     )
     predictor = Service("predictor", "predictor", env, tmp_path)
-    replay = Service("replay", "producer", env, tmp_path, ("--files", str(GREEN_2021_01), *REPLAY))
+    replay = Service("replay", "producer", env, tmp_path, ("--files", str(green_2021_01), *REPLAY))
     supervisor = Supervisor(predictor)
 
     def predictions() -> list:

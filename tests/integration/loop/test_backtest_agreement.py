@@ -30,10 +30,10 @@ from retrainer.settings import RetrainerOptions
 from ridestream.demo import Processes
 from ridestream.events import DriftDetected, DriftWindowClosed, RideCompleted
 from ridestream.features import DROPOFF_TIME, PICKUP_TIME, is_labelled, rides_frame
-from ridestream.kafka import create_topics
 from ridestream.registry import ModelRegistry
 from ridestream.settings import KafkaSettings, MlflowSettings
-from ridestream.topic_reader import read_events
+from ridestream.stream.admin import create_topics
+from ridestream.stream.topic_reader import read_events
 from ridestream.topics import Topics
 from ridestream.training import train_and_register
 from ridestream.trips import month_path, read_trips

@@ -30,21 +30,19 @@ from ridestream.events import (
     RideRequested,
 )
 from ridestream.features import TARGET, is_labelled, rides_frame
-from ridestream.kafka import create_topics
 from ridestream.kafka_broker import free_ports
 from ridestream.registry import ModelRegistry
 from ridestream.settings import KafkaSettings, MlflowSettings
-from ridestream.topic_reader import read_events
+from ridestream.stream.admin import create_topics
+from ridestream.stream.topic_reader import read_events
 from ridestream.topics import Topics
 from ridestream.training import train_and_register
 from ridestream.trips import month_path, read_trips
+from tests import tripdata
 from tests.environment import broker_and_registry_environment
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-DATA_DIR = Path(
-    os.environ.get("RIDESTREAM_TEST_DATA_DIR", Path(__file__).parents[3] / ".." / "shared" / "data")
-)
 NORMAL_RIDES, DRIFTED_RIDES = 20_000, 36_000  # about 8 and 14 days at January's rate
 # Event time runs 40,000x real time: a day of rides in ~2 s, so the retrain (seconds) lands
 # while the drifted stream still flows.
@@ -54,7 +52,7 @@ REAL_MONTH, REAL_START, REAL_END = "2022-06", "2022-06-01", "2022-06-08"
 TIMEOUT_S = 240
 
 
-def synth(out: Path, rides: int, start: str, seed: int, *extra: str) -> Path:
+def synth(data_dir: Path, out: Path, rides: int, start: str, seed: int, *extra: str) -> Path:
     subprocess.run(
         [
             sys.executable,
@@ -64,7 +62,7 @@ def synth(out: Path, rides: int, start: str, seed: int, *extra: str) -> Path:
             "--fit",
             "2021-01",
             "--data-dir",
-            str(DATA_DIR),
+            str(data_dir),
             "--rides",
             str(rides),
             "--start",
@@ -136,19 +134,18 @@ def test_drift_triggers_a_retrain_that_the_predictors_switch_to_without_losing_a
     topic_prefix: str,
     mlflow_settings: MlflowSettings,
 ) -> None:
-    if not month_path(DATA_DIR, "2021-01").exists():
-        pytest.skip(f"no TLC data in {DATA_DIR} (set RIDESTREAM_TEST_DATA_DIR)")
+    data_dir = tripdata.months_dir("2021-01", "2021-02", REAL_MONTH)
     topics = Topics(topic_prefix)
     create_topics(kafka_settings, topics.all_with_dead_letters(), partitions=4)
-    january = read_trips(month_path(DATA_DIR, "2021-01"))
+    january = read_trips(month_path(data_dir, "2021-01"))
     champion = train_and_register(
-        mlflow_settings, january, read_trips(month_path(DATA_DIR, "2021-02")), promote=True
+        mlflow_settings, january, read_trips(month_path(data_dir, "2021-02")), promote=True
     )
     assert champion.promoted and champion.info.version == "1"
 
-    normal = synth(tmp_path / "normal.parquet", NORMAL_RIDES, "2021-03-01", 1)
+    normal = synth(data_dir, tmp_path / "normal.parquet", NORMAL_RIDES, "2021-03-01", 1)
     drifted = synth(
-        tmp_path / "drifted.parquet", DRIFTED_RIDES, "2021-03-09", 2, "--slowdown", "1.5"
+        data_dir, tmp_path / "drifted.parquet", DRIFTED_RIDES, "2021-03-09", 2, "--slowdown", "1.5"
     )
 
     env = {
@@ -191,7 +188,7 @@ def test_drift_triggers_a_retrain_that_the_predictors_switch_to_without_losing_a
         )
         assert replay.returncode == 0, replay.stderr[-2000:]
         # Then a real later week: a year on, zones and trips have moved.
-        real_args = ["--months", REAL_MONTH, "--data-dir", str(DATA_DIR), "--start", REAL_START]
+        real_args = ["--months", REAL_MONTH, "--data-dir", str(data_dir), "--start", REAL_START]
         real_args += ["--end", REAL_END, "--speed", str(SPEED), "--no-progress"]
         real = subprocess.run(
             [sys.executable, "-m", "producer", *real_args],

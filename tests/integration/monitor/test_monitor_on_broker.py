@@ -1,12 +1,11 @@
 """The monitor on a real broker: real TLC rides, predictions by a known function, no MLflow.
 
 Events go straight onto the topics with a KafkaProducer; the monitor runs in a thread through
-`monitor.__main__.run` with a reference built here (the `reference_provider` seam).
+`monitor.service.run` with a reference built here (the `reference_provider` seam).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from datetime import UTC, datetime
@@ -18,8 +17,8 @@ import pandas as pd
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from monitor.__main__ import run
 from monitor.drift import Reference, prepare_reference
+from monitor.service import run
 from monitor.settings import MonitorOptions, MonitorSettings
 from ridestream.events import (
     DriftDetected,
@@ -30,17 +29,15 @@ from ridestream.events import (
     encode,
 )
 from ridestream.features import PREDICTION, TARGET, build_features, is_labelled
-from ridestream.kafka import create_topics
 from ridestream.settings import KafkaSettings
+from ridestream.stream.admin import create_topics
 from ridestream.topics import Topics
 from ridestream.trips import read_trips
+from tests import tripdata
 
 pytestmark = pytest.mark.integration
 
-DATA_DIR = Path(
-    os.environ.get("RIDESTREAM_TEST_DATA_DIR", Path(__file__).parents[3] / ".." / "shared" / "data")
-)
-TRAINING_MONTH = "green_tripdata_2021-01.parquet"
+TRAINING_MONTH = "2021-01"
 # Three weekdays of the training month, and enough of the next day to close the last window.
 FIRST_PICKUP, LAST_PICKUP = "2021-01-05", "2021-01-08 03:00"
 DRIFT_FROM = pd.Timestamp("2021-01-06")
@@ -57,10 +54,7 @@ def predict(features: pd.DataFrame) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def month() -> pd.DataFrame:
-    path = DATA_DIR / TRAINING_MONTH
-    if not path.exists():
-        pytest.skip(f"real TLC data not found in {DATA_DIR} (set RIDESTREAM_TEST_DATA_DIR)")
-    return read_trips(path)
+    return read_trips(tripdata.month_file(TRAINING_MONTH))
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +180,7 @@ def settings_for(
 
 
 class MonitorThread:
-    """`monitor.__main__.run` in a thread, stopped on demand."""
+    """`monitor.service.run` in a thread, stopped on demand."""
 
     def __init__(
         self, settings: MonitorSettings, reference: Reference, stop_after_windows: int = 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -10,25 +9,21 @@ from pathlib import Path
 import pytest
 from kafka.partitioner.default import murmur2
 
-from producer.__main__ import main, run
+from producer.__main__ import main
 from producer.replay import ReplayOptions
+from producer.service import run
 from producer.settings import ProducerSettings
 from ridestream.events import RideCompleted, RideRequested, decode
-from ridestream.kafka import build_consumer
 from ridestream.settings import KafkaSettings
+from ridestream.stream.clients import build_consumer
+from tests import tripdata
 
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parents[3]
-DATA_DIR = Path(os.environ.get("RIDESTREAM_TEST_DATA_DIR", REPO.parent / "shared" / "data"))
-JANUARY = DATA_DIR / "green_tripdata_2021-01.parquet"
 
 
 @pytest.fixture
 def january() -> Path:
-    if not JANUARY.exists():
-        pytest.skip(f"real TLC data not found in {DATA_DIR} (set RIDESTREAM_TEST_DATA_DIR)")
-    return JANUARY
+    return tripdata.month_file("2021-01")
 
 
 def consume_all(
@@ -109,4 +104,4 @@ def test_a_broker_that_does_not_answer_fails_the_replay_in_one_line(
 
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1
-    assert err[-1].startswith("ridestream replay: Kafka at 127.0.0.1:9")
+    assert err[-1].startswith("ridestream replay: nothing answers at 127.0.0.1:9")

@@ -25,14 +25,14 @@ def test_a_month_without_a_data_file_names_the_file_and_the_fetch_command(tmp_pa
     error = capsys.readouterr().err.strip()
     assert code == 2
     assert error.count("\n") == 0
-    assert str(tmp_path / "green_tripdata_2021-01.parquet") in error
-    assert "ridestream data fetch --color green --months 2021-01" in error
+    assert f"no green file for 2021-01 2021-02 2021-03 in {tmp_path}" in error
+    assert "ridestream data fetch --color green --months 2021-01 2021-02 2021-03" in error
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--train", "2021-13", "--val", "2021-02", "--months", "2021-03"], "invalid month"),
+        (["--train", "2021-13", "--val", "2021-02", "--months", "2021-03"], "expected YYYY-MM"),
         (
             ["--train", "2021-01", "--val", "2021-02", "--months", "2021-03", "--window", "1w"],
             "--window",

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import pytest
 
 from ridestream.training import main
-
-DATA_DIR = Path(
-    os.environ.get(
-        "RIDESTREAM_TEST_DATA_DIR", Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
-    )
-)
-MONTHS_PRESENT = all(
-    (DATA_DIR / f"green_tripdata_{m}.parquet").is_file() for m in ("2021-01", "2021-02")
-)
-needs_data = pytest.mark.skipif(
-    not MONTHS_PRESENT, reason=f"green 2021-01/02 TLC files not in {DATA_DIR}"
-)
+from tests import tripdata
 
 
 @pytest.fixture
@@ -37,12 +25,12 @@ def rmse_of(output: str) -> float:
     return float(match.group(1))
 
 
-@needs_data
 @pytest.mark.slow
 def test_train_prints_course_baseline_then_default_model_rmse(
     mlflow_env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["--train", "2021-01", "--val", "2021-02", "--data-dir", str(DATA_DIR)]
+    data_dir = tripdata.months_dir("2021-01", "2021-02")
+    args = ["--train", "2021-01", "--val", "2021-02", "--data-dir", str(data_dir)]
     assert main([*args, "--model", "linear"]) == 0
     linear = capsys.readouterr().out
     assert 7.38 <= rmse_of(linear) <= 7.86

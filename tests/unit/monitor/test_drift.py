@@ -3,9 +3,6 @@ with a full Evidently Report on real windows."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,11 +15,9 @@ from monitor.drift import (
     window_drift,
 )
 from ridestream.features import PREDICTION, TARGET, build_features, is_labelled
-from ridestream.trips import read_trips
+from ridestream.trips import month_path, read_trips
+from tests import tripdata
 
-DATA_DIR = Path(
-    os.environ.get("RIDESTREAM_TEST_DATA_DIR", Path(__file__).parents[3] / ".." / "shared" / "data")
-)
 DRIFT_COLUMNS = ["trip_distance", "PULocationID", "DOLocationID", PREDICTION]
 
 
@@ -92,10 +87,9 @@ def test_thresholds_and_methods_can_be_set_as_in_evidently():
 
 
 def _windows_and_reference():
-    january = DATA_DIR / "green_tripdata_2021-01.parquet"
-    february = DATA_DIR / "green_tripdata_2021-02.parquet"
-    if not (january.exists() and february.exists()):
-        pytest.skip(f"real TLC data not found in {DATA_DIR} (set RIDESTREAM_TEST_DATA_DIR)")
+    data_dir = tripdata.months_dir("2021-01", "2021-02")
+    january = month_path(data_dir, "2021-01")
+    february = month_path(data_dir, "2021-02")
 
     def frame(rides: pd.DataFrame) -> pd.DataFrame:
         features = build_features(rides)

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
+from tests import tripdata
 
 
 @pytest.fixture(scope="session")
 def shared_data_dir() -> Path:
-    """The real TLC files (RIDESTREAM_TEST_DATA_DIR, default <repo>/../shared/data)."""
-    path = Path(os.environ.get("RIDESTREAM_TEST_DATA_DIR", REPO.parent / "shared" / "data"))
-    if not (path / "green_tripdata_2021-01.parquet").exists():
-        pytest.skip(f"real TLC data not found in {path} (set RIDESTREAM_TEST_DATA_DIR)")
-    return path
+    """A folder with the real green 2021-01 TLC file (see `tests.tripdata`)."""
+    return tripdata.months_dir("2021-01")
 
 
 def trip_table(color: str = "green", rows: int = 50, seed: int = 1) -> pd.DataFrame:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from producer.data_cli import FetchError, fetch, list_files, main
+from producer.data_cli import list_files, main
+from ridestream.tripdata_fetch import FetchError, fetch
 
 
 @pytest.fixture
@@ -28,8 +29,8 @@ def test_fetch_downloads_missing_months_and_skips_those_already_there(
     first = fetch(data_dir, "green", ["2021-01"], base_url=mirror, progress=False)
     second = fetch(data_dir, "green", ["2021-01"], base_url=mirror, progress=False)
 
-    assert first[0][1].startswith("fetched")
-    assert second[0][1].startswith("already there")
+    assert [(f.month, f.downloaded, f.rows) for f in first] == [("2021-01", True, 30)]
+    assert [(f.month, f.downloaded) for f in second] == [("2021-01", False)]
     assert [p.name for p in data_dir.iterdir()] == ["green_tripdata_2021-01.parquet"]
 
 
