@@ -77,6 +77,17 @@ def window_served_error(
     return served_error(predicted_min, actual_min)
 
 
+def published_window_error(
+    window_rides: int, labelled: int, rmse: float | None, mae: float | None
+) -> ServedError:
+    """A window's contribution from the numbers the monitor publishes for it
+    (`DriftWindowClosed.rides` and `.quality`), for a run read back from its topics: the same
+    totals as `window_served_error` on its rides, up to rounding."""
+    if not is_scored_window(window_rides) or not labelled or rmse is None or mae is None:
+        return ServedError()
+    return ServedError(labelled, rmse * rmse * labelled, mae * labelled)
+
+
 def is_harmful(promoted_rmse: float | None, replaced_rmse: float | None) -> bool:
     """A promotion is harmful when the promoted model's RMSE on the rides it served is more
     than `HARMFUL_RMSE_MARGIN` above the replaced model's on the same rides (no rides: not)."""

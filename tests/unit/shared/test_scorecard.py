@@ -10,6 +10,7 @@ from ridestream.scorecard import (
     ServedError,
     alert_precision,
     is_harmful,
+    published_window_error,
     served_error,
     window_served_error,
 )
@@ -62,3 +63,14 @@ def test_alert_precision_is_the_share_of_alerts_answered_by_a_useful_promotion()
 
 def test_alert_precision_without_alerts_is_undefined():
     assert alert_precision(0, []) is None
+
+
+def test_a_published_window_adds_the_same_totals_as_its_rides():
+    predicted = np.linspace(5, 25, 300)
+    actual = np.linspace(6, 20, 300)
+    from_rides = window_served_error(300, predicted, actual)
+    published = published_window_error(300, from_rides.count, from_rides.rmse, from_rides.mae)
+    assert published.count == from_rides.count
+    assert published.squared_sum == pytest.approx(from_rides.squared_sum)
+    assert published.absolute_sum == pytest.approx(from_rides.absolute_sum)
+    assert published_window_error(150, 150, 3.0, 2.0) == ServedError()  # too small to count
