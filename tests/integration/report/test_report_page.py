@@ -20,6 +20,7 @@ from ridestream.events import (
 from ridestream.report import PLOT_IDS, RunEvents, build_report, model_switches
 from ridestream.run_scorecard import PromotionScore, RetrainingScore, RunScorecard
 from ridestream.scorecard import ServedError
+from tests.synthetic import day_window
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -35,30 +36,22 @@ CHROMIUM_FLAGS = [
 
 
 def window(day: int, version: str, rmse: float, share: float) -> DriftWindowClosed:
-    start = datetime(2021, 2, 1) + timedelta(days=day)
-    return DriftWindowClosed(
-        window_id=f"1d:{start:%Y-%m-%dT%H:%M}",
-        window_start=start,
-        event_time=start + timedelta(days=1),
-        reference_version=version,
-        model_versions=[version],
-        rides=2000,
-        labelled=1900,
-        late=0,
-        expired=3,
-        columns=[
-            ColumnDrift(
-                column="trip_distance",
-                column_type="numerical",
-                method="Wasserstein distance (normed)",
-                score=share / 2,
-                threshold=0.1,
-                drifted=share >= 0.5,
-            )
-        ],
-        drifted_share=share,
-        prediction_drift=None,
-        quality=WindowQuality(count=1900, rmse=rmse, mae=rmse * 0.7, mean_error=0.1),
+    drift = ColumnDrift(
+        column="trip_distance",
+        column_type="numerical",
+        method="Wasserstein distance (normed)",
+        score=share / 2,
+        threshold=0.1,
+        drifted=share >= 0.5,
+    )
+    return day_window(datetime(2021, 2, 1) + timedelta(days=day), 2000, version).model_copy(
+        update={
+            "labelled": 1900,
+            "expired": 3,
+            "columns": [drift],
+            "drifted_share": share,
+            "quality": WindowQuality(count=1900, rmse=rmse, mae=rmse * 0.7, mean_error=0.1),
+        }
     )
 
 

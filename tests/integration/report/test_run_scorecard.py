@@ -18,14 +18,12 @@ import pytest
 from ridestream.demo.summary import scorecard_lines
 from ridestream.events import (
     DriftDetected,
-    DriftWindowClosed,
     DurationPredicted,
     Event,
     ModelPromoted,
     ModelRejected,
     RideCompleted,
     RuleFired,
-    WindowQuality,
     encode,
 )
 from ridestream.features import PICKUP_TIME, RIDE_ID, TARGET, is_labelled
@@ -35,7 +33,7 @@ from ridestream.report import build_report, read_run
 from ridestream.settings import KafkaSettings, MlflowSettings, Settings
 from ridestream.topics import Topics
 from ridestream.training import TrainedModel, train_and_register
-from tests.synthetic import synthetic_rides
+from tests.synthetic import day_window, synthetic_rides
 
 pytestmark = pytest.mark.integration
 
@@ -125,21 +123,7 @@ def test_report_scores_the_loop_against_never_retraining_and_flags_the_harmful_p
         for i, (c, minutes, day) in enumerate(zip(completed, served, rides["day"], strict=True))
     ]
     windows = [
-        DriftWindowClosed(
-            window_id=f"1d:{START + timedelta(days=day):%Y-%m-%dT%H:%M}",
-            window_start=START + timedelta(days=day),
-            event_time=START + timedelta(days=day + 1),
-            reference_version=SERVED_BY[day],
-            model_versions=[SERVED_BY[day]],
-            rides=count,
-            labelled=count,
-            late=0,
-            expired=0,
-            columns=[],
-            drifted_share=None,
-            prediction_drift=None,
-            quality=WindowQuality(count=count, rmse=None, mae=None, mean_error=None),
-        )
+        day_window(START + timedelta(days=day), count, SERVED_BY[day])
         for day, count in WINDOW_RIDES.items()
     ]
     alerts = [

@@ -7,13 +7,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from ridestream.events import (
-    DriftWindowClosed,
-    ModelPromoted,
-    ModelRejected,
-    RideCompleted,
-    WindowQuality,
-)
+from ridestream.events import DriftWindowClosed, ModelPromoted, ModelRejected
 from ridestream.features import RIDE_ID
 from ridestream.run_scorecard import (
     TAG_TRIGGER_ALERT_IDS,
@@ -23,39 +17,13 @@ from ridestream.run_scorecard import (
     scored_rides,
     versions_to_predict,
 )
+from tests.synthetic import completion, day_window
 
 DAY = datetime(2022, 5, 2)
 
 
-def completed(ride_id: str, pickup: datetime, duration_min: float) -> RideCompleted:
-    return RideCompleted(
-        ride_id=ride_id,
-        event_time=pickup + timedelta(minutes=duration_min),
-        pickup_time=pickup,
-        duration_min=duration_min,
-        pu_location_id=42,
-        do_location_id=43,
-        trip_distance=2.0,
-    )
-
-
 def window(day: int, rides: int) -> DriftWindowClosed:
-    start = DAY + timedelta(days=day)
-    return DriftWindowClosed(
-        window_id=f"1d:{start:%Y-%m-%dT%H:%M}",
-        window_start=start,
-        event_time=start + timedelta(days=1),
-        reference_version="1",
-        model_versions=["1"],
-        rides=rides,
-        labelled=rides,
-        late=0,
-        expired=0,
-        columns=[],
-        drifted_share=None,
-        prediction_drift=None,
-        quality=WindowQuality(count=rides, rmse=None, mae=None, mean_error=None),
-    )
+    return day_window(DAY + timedelta(days=day), rides)
 
 
 def promoted(version: str, previous: str | None, minute: int, alert: str | None) -> ModelPromoted:
@@ -85,14 +53,14 @@ def rejected(version: str, minute: int, alert: str) -> ModelRejected:
 WINDOWS = [window(0, 250), window(1, 300), window(5, 10)]
 HOUR = timedelta(hours=1)
 RIDES = [
-    completed("a1", DAY + 1 * HOUR, 10.0),
-    completed("a2", DAY + 2 * HOUR, 20.0),
-    completed("a-long", DAY + 3 * HOUR, 90.0),  # over 60 minutes: not labelled
-    completed("b1", DAY + 25 * HOUR, 12.0),
-    completed("b2", DAY + 26 * HOUR, 30.0),
-    completed("c1", DAY + 5 * 24 * HOUR + HOUR, 15.0),  # in the stray window
-    completed("before", DAY - HOUR, 11.0),  # before the first window
-    completed("unpredicted", DAY + 4 * HOUR, 11.0),
+    completion("a1", DAY + 1 * HOUR, 10.0),
+    completion("a2", DAY + 2 * HOUR, 20.0),
+    completion("a-long", DAY + 3 * HOUR, 90.0),  # over 60 minutes: not labelled
+    completion("b1", DAY + 25 * HOUR, 12.0),
+    completion("b2", DAY + 26 * HOUR, 30.0),
+    completion("c1", DAY + 5 * 24 * HOUR + HOUR, 15.0),  # in the stray window
+    completion("before", DAY - HOUR, 11.0),  # before the first window
+    completion("unpredicted", DAY + 4 * HOUR, 11.0),
 ]
 SERVED = {
     "a1": ("1", 11.0),
@@ -113,7 +81,7 @@ def test_scored_rides_are_labelled_predicted_rides_of_windows_that_count() -> No
 
 
 def test_a_ride_at_the_end_of_the_last_window_counts_in_it_and_one_after_does_not() -> None:
-    rides = [completed("end", DAY + 24 * HOUR, 10.0), completed("after", DAY + 25 * HOUR, 10.0)]
+    rides = [completion("end", DAY + 24 * HOUR, 10.0), completion("after", DAY + 25 * HOUR, 10.0)]
     served = {"end": ("1", 10.0), "after": ("1", 10.0)}
 
     assert list(scored_rides(rides, served, [window(0, 250)])[RIDE_ID]) == ["end"]
