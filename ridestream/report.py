@@ -354,10 +354,10 @@ def score_run(
 
     registry = ModelRegistry(settings.mlflow)
     rides = scored_rides(completed, served, run.windows)
-    predictions = {
-        version: predict(registry.load_model(version), rides)
-        for version in versions_to_predict(first_version, run.promotions)
-    }
+    needed = versions_to_predict(first_version, run.promotions)
+    for version in needed:  # another run's store: ModelNotFoundError here, not MLflow's trace
+        registry.version(version)
+    predictions = {version: predict(registry.load_model(version), rides) for version in needed}
     events: list[ModelPromoted | ModelRejected] = [*run.promotions, *run.rejections]
     retrained = [e.version for e in events if e.trigger_alert_id]
     tags = {version: registry.version(version).tags for version in retrained}
