@@ -1,8 +1,10 @@
 """The run report: one self-contained HTML page (works offline, no CDN) over event time.
 
-It shows window RMSE against the champion's reference, drifted share and prediction drift,
-alerts and model switches marked, and prediction throughput. `build_report` is pure (events in,
-HTML out); `ridestream report` reads the events of any run from its topics.
+It opens with the scorecard (`ridestream.run_scorecard`: the loop's served RMSE against never
+retraining, each promotion on the rides it served, alert precision), then shows window RMSE
+against the champion's reference, drifted share and prediction drift, alerts and model switches
+marked, and prediction throughput. `build_report` is pure (events in, HTML out); `read_run` reads
+the events of any run from its topics and scores its models through the registry.
 """
 
 from __future__ import annotations
