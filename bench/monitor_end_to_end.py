@@ -1,7 +1,7 @@
 """The monitor end to end on a real broker: rides/s through StreamLoop with 5,000-ride windows.
 
 Real rides (green 2021-01 by default, predictions by a fixed function of the distance) are put
-on rides.predictions / rides.completed first; then `monitor.__main__.run` (the same wiring as
+on rides.predictions / rides.completed first; then `monitor.service.run` (the same wiring as
 `ridestream monitor`, snapshots off, reference built here) reads the backlog: fetch, pydantic
 decode, join, windows, drift, quality, produce, commit. Timed from the first to the last record.
 Before it, a bare kafka-python consumer polls and commits the same records and nothing else:
@@ -45,11 +45,11 @@ def main() -> int:
     from kafka import KafkaProducer
     from monitor_throughput import build_records, synthetic_reference
 
-    from monitor.__main__ import run
+    from monitor.service import run
     from monitor.settings import MonitorOptions, MonitorSettings
     from ridestream import kafka_broker
-    from ridestream.kafka import create_topics
     from ridestream.settings import KafkaSettings
+    from ridestream.stream.admin import create_topics
     from ridestream.topics import Topics
 
     with kafka_broker.temporary_broker(args.bootstrap) as bootstrap:

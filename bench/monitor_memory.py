@@ -71,12 +71,12 @@ def main() -> int:
     logging.basicConfig(level=logging.ERROR)
     from monitor_throughput import build_records, rss_mb, synthetic_reference
 
-    from monitor.__main__ import tune_gc
     from monitor.pipeline import MonitorConfig, MonitorPipeline
     from monitor.settings import MonitorOptions
     from monitor.windows import WindowSpec
     from ridestream.events import DurationPredicted, RideCompleted
-    from ridestream.kafka import Received
+    from ridestream.runner import tune_gc
+    from ridestream.stream.messages import Received
     from ridestream.topics import Topics
 
     records, month_rides = build_records([args.month])

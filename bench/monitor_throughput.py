@@ -126,12 +126,12 @@ def replay(
 ) -> dict[str, float]:
     import gc
 
-    from monitor.__main__ import tune_gc
     from monitor.pipeline import MonitorConfig, MonitorPipeline
     from monitor.settings import MonitorOptions
     from monitor.windows import WindowSpec
     from ridestream.events import DurationPredicted, RideCompleted
-    from ridestream.kafka import Received
+    from ridestream.runner import tune_gc
+    from ridestream.stream.messages import Received
     from ridestream.topics import Topics
 
     topics = Topics("bench.")

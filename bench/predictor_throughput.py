@@ -385,8 +385,8 @@ def run_bench(args: argparse.Namespace, bootstrap: str, kafka: Any) -> int:
     from kafka import KafkaAdminClient, KafkaConsumer
 
     from ridestream.events import encode
-    from ridestream.kafka import create_topics
     from ridestream.settings import MlflowSettings
+    from ridestream.stream.admin import create_topics
     from ridestream.topics import Topics
     from ridestream.training import train_and_register
     from ridestream.trips import month_path, read_trips

@@ -33,7 +33,6 @@ import pydantic
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from producer.__main__ import KafkaSink, run  # noqa: E402
 from producer.replay import (  # noqa: E402
     Encoded,
     ReplayOptions,
@@ -41,10 +40,14 @@ from producer.replay import (  # noqa: E402
     format_event_time,
     replay,
 )
+from producer.service import run  # noqa: E402
 from producer.settings import ProducerOptions, ProducerSettings  # noqa: E402
+from producer.sink import KafkaSink  # noqa: E402
 from ridestream import kafka_broker  # noqa: E402
-from ridestream.kafka import build_producer, create_topics, partitions_for_keys  # noqa: E402
 from ridestream.settings import BrokerSettings, KafkaSettings  # noqa: E402
+from ridestream.stream.admin import create_topics  # noqa: E402
+from ridestream.stream.clients import build_producer  # noqa: E402
+from ridestream.stream.fastpath import partitions_for_keys  # noqa: E402
 from ridestream.trips import iter_trip_batches  # noqa: E402
 
 DATA_DIR = Path(os.environ.get("RIDESTREAM_TEST_DATA_DIR", REPO.parent / "shared" / "data"))

@@ -92,8 +92,7 @@ def drifted_events(rides: pd.DataFrame) -> list:
 
 def fill_buffer(values: list[bytes], batch: int = 5_000):
     """Decode JSON values like the StreamLoop and append them like the retrainer."""
-    from retrainer.__main__ import completed_rides
-    from retrainer.buffer import RideBuffer
+    from retrainer.buffer import RideBuffer, completed_rides
     from ridestream.events import RideCompleted
 
     buffer = RideBuffer(max_age=timedelta(days=BUFFER_DAYS))
@@ -158,12 +157,19 @@ def on_kafka(args, workdir: Path, champion_train, champion_val, events, rides_fe
     """The whole path through a real broker: alert produced -> first prediction of the new model."""
     from kafka import KafkaConsumer
 
-    from retrainer.__main__ import Retrainer
+    from retrainer.scheduler import Retrainer
     from retrainer.settings import RetrainerOptions, RetrainerSettings
-    from ridestream.events import DriftDetected, ModelPromoted, RuleFired, encode
-    from ridestream.kafka import build_producer, create_topics
+    from ridestream.events import (
+        DriftDetected,
+        ModelPromoted,
+        RuleFired,
+        decode_model_update,
+        encode,
+    )
     from ridestream.registry import ModelRegistry
     from ridestream.settings import KafkaSettings, MlflowSettings
+    from ridestream.stream.admin import create_topics
+    from ridestream.stream.clients import build_producer
     from ridestream.training import train_and_register
 
     kafka = KafkaSettings(bootstrap_servers=args.bootstrap)
@@ -224,10 +230,10 @@ def on_kafka(args, workdir: Path, champion_train, champion_val, events, rides_fe
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         found = [
-            ModelPromoted.model_validate_json(r.value)
+            update
             for records in updates.poll(timeout_ms=500).values()
             for r in records
-            if b'"promotion_id"' in r.value
+            if isinstance(update := decode_model_update(r.value), ModelPromoted)
         ]
         drift = [e for e in found if e.reason == "drift"]
         if drift:

@@ -1,61 +1,30 @@
 """`ridestream monitor` (also `python -m monitor`): the drift and quality monitor.
 
-Wiring only: parse arguments, read settings once, fetch the champion's reference through the
-registry, read the windows already published (restart safety), build the clients and run
-`ridestream.kafka.StreamLoop` with `monitor.pipeline.MonitorPipeline` as the handler and its
-commit gate. SIGTERM/SIGINT finish the batch in hand, flush, commit and close.
+Wiring only: parse arguments, read settings once, and run `monitor.service.run` under the
+service runner (`ridestream.runner`) with references from the registry (retried, bounded:
+RIDESTREAM_MONITOR__REGISTRY_RETRY_*). SIGTERM/SIGINT finish the batch in hand, flush, commit
+and close.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
+import dataclasses
 import logging
 import sys
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
 from pydantic import ValidationError
 
-from monitor.alerts import AlertRules
-from monitor.drift import DriftOptions, Reference, prepare_reference, reference_rmse
-from monitor.join import IdlePartitions
-from monitor.pipeline import (
-    ModelUpdate,
-    MonitorConfig,
-    MonitoredPrediction,
-    MonitorPipeline,
-    ReferenceProvider,
-    restore,
-)
+from monitor.service import monitor_config, registry_reference_provider, run
 from monitor.settings import MonitorOptions, MonitorSettings
-from monitor.snapshots import SnapshotWriter
-from monitor.windows import WindowSpec, parse_duration
 from ridestream.cli import add_kafka_options, with_kafka_options
-from ridestream.events import DriftDetected, DriftWindowClosed, RideCompleted
-from ridestream.kafka import (
-    BatchStats,
-    LoopStats,
-    StreamLoop,
-    build_consumer,
-    build_producer,
-    create_topics,
-    explain_connection_error,
-    stop_on_signals,
-)
-from ridestream.metrics import batch_recorder, default_metrics
-from ridestream.observability import configure_logging, serve_metrics
+from ridestream.runner import UsageError, run_service
+from ridestream.settings import settings_error
 
 log = logging.getLogger("monitor")
-SERVICE = "monitor"
-
-
-class UsageError(ValueError):
-    """A bad command line or setting (reported in one line, exit 2)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -126,276 +95,34 @@ def settings_from(args: argparse.Namespace) -> MonitorSettings:
         options["html"] = True
     if args.no_snapshots:
         options["snapshots"] = False
-    monitor = MonitorOptions.model_validate(options)
+    try:
+        monitor = MonitorOptions.model_validate(options)
+    except ValidationError as error:  # named by variable, though it may come from an option
+        raise UsageError(settings_error(error, section="monitor")) from None
     return with_kafka_options(settings, args).model_copy(update={"monitor": monitor})
-
-
-def monitor_config(options: MonitorOptions) -> MonitorConfig:
-    """The pure configuration of the pipeline from the settings."""
-    if options.window_rides:
-        spec = WindowSpec(parse_duration(options.slice), options.window_rides)
-    else:
-        spec = WindowSpec(parse_duration(options.window))
-    return MonitorConfig(
-        spec=spec,
-        lateness=parse_duration(options.lateness),
-        rules=AlertRules(
-            drift_share_threshold=options.drift_share_threshold,
-            rmse_tolerance=options.rmse_tolerance,
-            debounce_windows=options.debounce_windows,
-            cooldown_windows=options.cooldown_windows,
-            min_window_rides=options.min_window_rides,
-        ),
-        drift=DriftOptions(
-            num_method=options.num_method,
-            cat_method=options.cat_method,
-            num_threshold=options.num_threshold,
-            cat_threshold=options.cat_threshold,
-        ),
-    )
-
-
-def registry_reference_provider(settings: MonitorSettings) -> ReferenceProvider:
-    """References from the MLflow registry: the champion's (None) or a given version's."""
-    from ridestream.registry import ModelRegistry
-
-    registry = ModelRegistry(settings.mlflow)
-
-    def provide(version: str | None) -> Reference:
-        info = registry.champion() if version is None else registry.version(version)
-        if info is None:
-            raise UsageError(
-                f"no champion of model {settings.mlflow.model_name!r} in the registry at "
-                f"{settings.mlflow.tracking_uri} (run `ridestream train` first)"
-            )
-        started = time.perf_counter()
-        frame = registry.load_reference(info.version)
-        rmse = info.metrics.get("val_rmse")
-        reference = prepare_reference(
-            frame, info.version, rmse if rmse is not None else reference_rmse(frame)
-        )
-        log.info(
-            "reference of %s v%s: %d rows, val_rmse %s (prepared in %.2f s)",
-            info.name,
-            info.version,
-            len(frame),
-            reference.rmse,
-            time.perf_counter() - started,
-        )
-        return reference
-
-    return provide
-
-
-def read_published_windows(
-    settings: MonitorSettings, topic: str
-) -> list[tuple[DriftWindowClosed, dict[str, bytes]]]:
-    """Every window already on `topic`, with its headers (read once at start, no group)."""
-    consumer = build_consumer(settings.kafka, group_id=None)
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not assigned:
-            return []
-        consumer.assign(assigned)
-        consumer.seek_to_beginning(*assigned)
-        end = consumer.end_offsets(assigned)
-        deadline = time.monotonic() + settings.monitor.restore_timeout_s
-        found: list[tuple[DriftWindowClosed, dict[str, bytes]]] = []
-        while any(consumer.position(tp) < end[tp] for tp in assigned):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {topic} took over the restore timeout")
-            for records in consumer.poll(timeout_ms=500).values():
-                for record in records:
-                    try:
-                        window = DriftWindowClosed.model_validate_json(record.value)
-                    except (ValidationError, TypeError):
-                        log.warning(
-                            "%s[%d]@%d is no window", topic, record.partition, record.offset
-                        )
-                        continue
-                    found.append((window, {k: v for k, v in record.headers or []}))
-        return found
-    finally:
-        consumer.close()
-
-
-def tune_gc(threshold0: int) -> None:
-    """Make Python's garbage collector cheap for a stream of short-lived events.
-
-    The default collects the young generation every 700 allocations and walks every object
-    that survived: with thousands of rides held in open windows that halves the throughput
-    (bench/monitor_throughput.py). Startup objects (imports, the reference) are frozen out of
-    the collector and the young generation is collected every `threshold0` allocations.
-    Reference cycles are still collected, so memory stays flat.
-    """
-    gc.freeze()
-    if threshold0 > 0:
-        _, threshold1, threshold2 = gc.get_threshold()
-        gc.set_threshold(threshold0, threshold1, threshold2)
-
-
-def partition_status(
-    consumer: KafkaConsumer, topics: Sequence[str]
-) -> tuple[list[TopicPartition], dict[TopicPartition, int], list[TopicPartition]]:
-    """The assigned ride partitions, their positions, and those read to their end."""
-    assigned = [tp for tp in consumer.assignment() if tp.topic in topics]
-    positions: dict[TopicPartition, int] = {}
-    at_end = []
-    for tp in assigned:
-        position = consumer.position(tp, timeout_ms=0)
-        if position is None:
-            continue
-        positions[tp] = position
-        highwater = consumer.highwater(tp)
-        if highwater is not None and position >= highwater:
-            at_end.append(tp)
-    return assigned, positions, at_end
-
-
-def run(
-    settings: MonitorSettings,
-    reference_provider: ReferenceProvider,
-    stop: threading.Event,
-    on_batch: Callable[[BatchStats], None] | None = None,
-) -> LoopStats:
-    """Run the monitor until `stop` is set (the integration tests call this directly)."""
-    options = settings.monitor
-    config = monitor_config(options)
-    topics = settings.topics
-    create_topics(
-        settings.kafka,
-        [
-            topics.rides_predictions,
-            topics.rides_completed,
-            topics.models_updates,
-            topics.drift_windows,
-            topics.drift_alerts,
-        ],
-        partitions=settings.broker.partitions,
-    )
-    restored = restore(config, read_published_windows(settings, topics.drift_windows))
-    log.info(
-        "%d windows of %s already published; resuming after %s",
-        restored.windows,
-        config.spec.label,
-        restored.frontier,
-    )
-    writer = (
-        SnapshotWriter(
-            options.reports_dir,
-            html=options.html,
-            workspace=options.workspace,
-            queue_size=options.snapshot_queue,
-        )
-        if options.snapshots
-        else None
-    )
-    metrics = default_metrics()
-
-    def published(window: DriftWindowClosed, alert: DriftDetected | None) -> None:
-        metrics.record_window(SERVICE, window)
-        if window.reference_version is not None:
-            metrics.set_model_version(SERVICE, window.reference_version)
-        if alert is not None:
-            metrics.record_drift_alert(SERVICE, alert)
-
-    pipeline = MonitorPipeline(
-        config,
-        topics,
-        reference_provider,
-        restored,
-        snapshot_sink=writer.submit if writer else None,
-        on_published=published,
-    )
-    tune_gc(options.gc_threshold)
-    ride_topics = [topics.rides_predictions, topics.rides_completed]
-    consumer = build_consumer(
-        settings.kafka,
-        group_id=options.group_id,
-        topics=[*ride_topics, topics.models_updates],
-    )
-    producer = build_producer(settings.kafka)
-    loop = StreamLoop(
-        consumer=consumer,
-        producer=producer,
-        service=SERVICE,
-        decoders={
-            topics.rides_predictions: MonitoredPrediction,
-            topics.rides_completed: RideCompleted,
-            topics.models_updates: ModelUpdate,
-        },
-        max_value_bytes=settings.kafka.max_message_bytes,
-        max_records=options.max_poll_records,
-        commit_gate=pipeline.join.commit_gate,
-        handle_empty_polls=True,  # idle partitions close the last windows with nothing polled
-    )
-    idle_partitions = IdlePartitions(options.idle_partition_s)
-
-    def handle(received: Any) -> Any:
-        assigned, positions, at_end = partition_status(consumer, ride_topics)
-        idle = idle_partitions.update(positions, at_end, time.monotonic())
-        return pipeline.handle(received, assigned, idle)
-
-    record = batch_recorder(
-        SERVICE,
-        topic_in=topics.rides_predictions,
-        topic_out=topics.drift_windows,
-        consumer=consumer,
-        then=on_batch,
-        metrics=metrics,
-    )
-    try:
-        return loop.run(handle, stop, record)
-    finally:
-        if writer is not None:
-            writer.close()
-        producer.close()
-        consumer.close()
-        log.info(
-            "monitor stopped: %d windows, %d alerts published, %d late events, "
-            "%d replayed records of published windows dropped",
-            pipeline.windows_published,
-            pipeline.alerts_published,
-            pipeline.join.late_total,
-            pipeline.join.ignored,
-        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `ridestream monitor`; returns the exit code."""
-    try:
-        args = parse_args(sys.argv[1:] if argv is None else argv)
-        settings = settings_from(args)
-        monitor_config(settings.monitor)
-    except (UsageError, ValidationError, ValueError) as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        if isinstance(error, ValidationError):
-            message = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
-            )
-        print(f"ridestream monitor: {message}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level)
-    serve_metrics(settings.metrics_port, settings.metrics_host)
-    stop = threading.Event()
-    stop_on_signals(stop)
-    try:
-        provider = registry_reference_provider(settings)
-        stats = run(settings, provider, stop)
-    except UsageError as error:
-        print(f"ridestream monitor: {error}", file=sys.stderr)
-        return 2
-    except KafkaError as error:  # retried by the client already: exit, a supervisor restarts
-        print(
-            f"ridestream monitor: {explain_connection_error(error, settings.kafka)}",
-            file=sys.stderr,
+
+    def read_settings() -> MonitorSettings:
+        settings = settings_from(parse_args(sys.argv[1:] if argv is None else argv))
+        monitor_config(settings.monitor)  # a bad --window or --lateness: exit 2 now
+        return settings
+
+    def serve(settings: MonitorSettings, stop: threading.Event) -> None:
+        provider = registry_reference_provider(
+            settings, dataclasses.replace(settings.monitor.registry_backoff, sleep=stop.wait)
         )
-        return 1
-    log.info(
-        "%d batches, %d records, %d dead letters", stats.batches, stats.polled, stats.dead_letters
-    )
-    return 0
+        stats = run(settings, provider, stop)
+        log.info(
+            "%d batches, %d records, %d dead letters",
+            stats.batches,
+            stats.polled,
+            stats.dead_letters,
+        )
+
+    return run_service("ridestream monitor", read_settings, serve)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ registry, and computes the two tests Evidently picks for large references (norme
 for numerical columns, Jensen-Shannon for categorical ones) from reference statistics prepared
 once per champion (sorted distinct values, category counts). Any other test (small references:
 K-S, chi-square, Z; or a method chosen in the settings) runs through Evidently's own function.
-`tests/unit/monitor/test_drift_parity.py` checks scores and verdicts against a full Report.
+`tests/unit/monitor/test_drift.py` checks scores and verdicts against a full Report on real
+windows (`test_drift_numbers_equal_a_full_evidently_report_on_real_windows`).
 
 Zone ids are categories: strings here and in the reference, never numbers.
 """

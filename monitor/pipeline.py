@@ -2,7 +2,7 @@
 
 No Kafka client, no MLflow, no environment: `MonitorPipeline.handle` takes the batch of valid
 events (with topic, partition, offset) and returns the messages to produce. `__main__` wires it
-into `ridestream.kafka.StreamLoop` (handler + `commit_gate`).
+into `ridestream.stream.loop.StreamLoop` (handler + `commit_gate`).
 
 Each window message carries two headers that let a restarted monitor resume exactly where the
 published windows end (see `restore`): the rules that fired on it (for debounce/cooldown) and,
@@ -32,14 +32,12 @@ from ridestream.events import (
     DriftDetected,
     DriftWindowClosed,
     DurationPredicted,
-    Event,
     ModelPromoted,
-    ModelRejected,
     RideCompleted,
     RuleFired,
 )
 from ridestream.features import DRIFT_CATEGORICAL, DRIFT_NUMERICAL, PREDICTION, TARGET
-from ridestream.kafka import Outgoing, Received
+from ridestream.stream.messages import Outgoing, Received
 from ridestream.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -53,21 +51,6 @@ ReferenceProvider = Callable[[str | None], Reference]
 SnapshotSink = Callable[[DriftWindowClosed, pd.DataFrame, Reference], None]
 # Called with each published window and its alert, if any (metrics, in the wiring).
 PublishedHook = Callable[[DriftWindowClosed, DriftDetected | None], None]
-
-
-class ModelUpdate(Event):
-    """Decoder of `models.updates`: a ModelPromoted or a ModelRejected (both are valid there)."""
-
-    @classmethod
-    def model_validate_json(cls, json_data: Any, **kwargs: Any) -> Any:
-        """Parse a promotion, or else a rejection; raise the promotion's error if neither."""
-        try:
-            return ModelPromoted.model_validate_json(json_data, **kwargs)
-        except ValueError as promoted_error:
-            try:
-                return ModelRejected.model_validate_json(json_data, **kwargs)
-            except ValueError:
-                raise promoted_error from None
 
 
 class MonitoredPrediction(DurationPredicted):

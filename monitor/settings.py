@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
 from monitor.windows import parse_duration
+from ridestream.registry_retry import RegistryRetryOptions
 from ridestream.settings import STATE_DIR, Settings
 
 
-class MonitorOptions(BaseModel):
-    """Windows, lateness, alert rules, Evidently knobs and where snapshots go."""
+class MonitorOptions(RegistryRetryOptions):
+    """Windows, lateness, alert rules, Evidently knobs, where snapshots go, registry retries."""
 
     group_id: str = "monitor"
     # Tumbling event-time windows by duration (`1d`, `6h`, `30m`) ...

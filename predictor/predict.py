@@ -16,8 +16,8 @@ from pydantic_core import to_json
 
 from ridestream.events import SCHEMA_VERSION, DurationPredicted, RideRequested, utc_now
 from ridestream.features import FEATURES, build_features, rides_frame
-from ridestream.kafka import Outgoing, Received
 from ridestream.model import predict_features
+from ridestream.stream.messages import Outgoing, Received
 
 
 @dataclass(frozen=True)

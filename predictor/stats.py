@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from ridestream.kafka import BatchStats
+from ridestream.stream.loop import BatchStats
 
 log = logging.getLogger("predictor")
 

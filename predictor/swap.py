@@ -1,8 +1,9 @@
 """Hot-swap: the model holder the hot path reads, and the watcher that fills its pending slot.
 
-The poll loop never loads a model. `ModelWatcher` runs in a background thread: it reads every
-`ModelPromoted` on `models.updates` (its own consumer, no group, all partitions, from the end),
-loads the promoted version from the registry, and leaves it in `ModelHolder`'s pending slot;
+The poll loop never loads a model. `ModelWatcher` runs in a background thread: it reads
+`models.updates` (its own consumer, no group, all partitions, from the end; a `ModelRejected`
+there is a legitimate update that changes nothing) and, for every `ModelPromoted`, loads the
+promoted version from the registry and leaves it in `ModelHolder`'s pending slot;
 every `periodic_check_s` it also asks the registry which version is champion, in case an
 update was missed. The handler calls `ModelHolder.current()` once at the start of each batch,
 which swaps a pending model in: a whole batch is predicted by one model, no ride is dropped
@@ -21,7 +22,7 @@ from kafka.errors import KafkaError
 from pydantic import ValidationError
 
 from predictor.predict import ServingModel
-from ridestream.events import ModelPromoted, decode
+from ridestream.events import ModelPromoted, decode_model_update
 
 log = logging.getLogger(__name__)
 
@@ -129,13 +130,14 @@ class ModelWatcher:
                 self.check_alias()
 
     def poll_updates(self) -> list[ModelPromoted]:
-        """The `ModelPromoted` events of our model since the last poll (others are skipped)."""
+        """The `ModelPromoted` events of our model since the last poll. Rejections and other
+        models' promotions change nothing; an undecodable value is logged and skipped."""
         polled = self.consumer.poll(timeout_ms=self.poll_timeout_ms)
         events = []
         for records in polled.values():
             for record in records:
                 try:
-                    event = decode(ModelPromoted, record.value or b"")
+                    event = decode_model_update(record.value or b"")
                 except ValidationError as error:
                     # Not ours to dead-letter (the predictor does not own this topic): skip.
                     log.warning(
@@ -146,7 +148,7 @@ class ModelWatcher:
                         error.title,
                     )
                     continue
-                if event.model_name == self.model_name:
+                if isinstance(event, ModelPromoted) and event.model_name == self.model_name:
                     events.append(event)
         return events
 

@@ -1,29 +1,9 @@
-"""`ridestream retrainer` (also `python -m retrainer`): retrain on drift alerts.
+"""`ridestream retrainer` (also `python -m retrainer`): retrain on drift alerts. Wiring only.
 
-Wiring only. Two consumers, polled in turn by this (the poll) thread, each through
-`ridestream.kafka.StreamLoop`:
-
-- `rides.completed` → the buffer. Read WITHOUT a consumer group and never committed: at
-  start the consumer is assigned every partition from the beginning, and the buffer is
-  rebuilt from the topic (its bounds apply while reading, so memory stays bounded; the
-  topic's retention bounds the time this takes, ~2 s per 100k rides). Why not seek by
-  time: record timestamps are the broker's append times, not the replayed 2021 event
-  times, so `offsets_for_times` cannot find "the last 14 days of event time". Why not a
-  local spill: a second copy of the truth to keep in step; the topic already is one.
-  Alerts are consumed only once the buffer has caught up with the end offsets seen at start.
-- `drift.alerts` → the coalescer. Its partitions are assigned (not subscribed) and the offsets
-  committed under group `retrainer`: there is one retrainer (it is the one writer of the
-  champion alias), and a restart resumes at once, with no wait for a dead member's session to
-  expire. An alert's offset is committed only after the training that covered it finished
-  (`AlertCoalescer.commit_gate`), so a retrainer killed mid-training trains for it again.
-
-Training runs on one worker thread (`retrainer.retrain.retrain`); the poll thread keeps
-polling, and alerts arriving meanwhile are coalesced into one next run. A run starts only
-once the buffer has read rides.completed up to its end offsets as of the alert, so a
-retrainer that lags on rides does not train on a partial window. At start, a champion
-that was moved but never announced gets its `ModelPromoted` (see `retrainer.promotion`).
-Every registry call is retried with bounded exponential backoff (`retrainer.backoff`,
-RIDESTREAM_RETRAINER__REGISTRY_RETRY_*); a registry still unreachable after that ends the
+Reads the command line and the settings, then runs `retrainer.scheduler.run` (the buffer, the
+alert coalescer, the training worker and their two stream loops: see that module) under the
+service runner (`ridestream.runner`). Every registry call is retried with bounded backoff
+(RIDESTREAM_RETRAINER__REGISTRY_RETRY_*); a registry still unreachable after that ends the
 service with exit code 1 and one line on stderr (the alert stays uncommitted).
 SIGTERM/SIGINT: the training in hand finishes, offsets are committed, clients close.
 """
@@ -31,47 +11,13 @@ SIGTERM/SIGINT: the training in hand finishes, offsets are committed, clients cl
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import logging
 import sys
 import threading
-import time
-from concurrent.futures import Future, ThreadPoolExecutor
 
-import pandas as pd
-from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata
-
-from retrainer.backoff import RegistryUnavailableError
-from retrainer.buffer import RideBuffer
-from retrainer.promotion import announce_missing_promotion, latest_promotion
-from retrainer.retrain import RetrainOutcome, retrain
+from retrainer.scheduler import run
 from retrainer.settings import RetrainerSettings
-from retrainer.trigger import AlertCoalescer, PendingAlert
 from ridestream.cli import CommandParser, add_kafka_options, with_kafka_options
-from ridestream.events import DriftDetected, Event, ModelPromoted, ModelRejected, RideCompleted
-from ridestream.features import DROPOFF_TIME, rides_frame
-from ridestream.kafka import (
-    Outgoing,
-    Received,
-    StreamLoop,
-    build_consumer,
-    build_producer,
-    create_topics,
-    explain_connection_error,
-    send_all,
-    stop_on_signals,
-)
-from ridestream.metrics import default_metrics
-from ridestream.observability import configure_logging, serve_metrics
-from ridestream.registry import ModelRegistry, retry_on_our_terms
-from ridestream.topics import dead_letter_topic
-
-log = logging.getLogger("retrainer")
-
-SERVICE = "retrainer"
-READ_TOPIC_TIMEOUT_S = 30.0
+from ridestream.runner import UsageError, run_service
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,293 +43,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def completed_rides(events: list[RideCompleted]) -> pd.DataFrame:
-    """A rides frame of completed rides with their drop-off time (the buffer's event time)."""
-    frame = rides_frame(events)
-    frame[DROPOFF_TIME] = pd.to_datetime(pd.Series([e.event_time for e in events], dtype=object))
-    return frame
-
-
-def topic_partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
-    """Every partition of `topic`, waiting (bounded) for a topic created a moment ago."""
-    deadline = time.monotonic() + READ_TOPIC_TIMEOUT_S
-    while not (partitions := consumer.partitions_for_topic(topic)):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"topic {topic} has no partitions after {READ_TOPIC_TIMEOUT_S} s")
-        time.sleep(0.2)
-    return [TopicPartition(topic, p) for p in sorted(partitions)]
-
-
-def read_promotions(consumer: KafkaConsumer, topic: str) -> list[ModelPromoted]:
-    """Every `ModelPromoted` on `topic` (a group-less consumer, read up to the end offsets)."""
-    partitions = topic_partitions(consumer, topic)
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    end = consumer.end_offsets(partitions)
-    found: list[ModelPromoted] = []
-    deadline = time.monotonic() + READ_TOPIC_TIMEOUT_S
-    while any(consumer.position(tp) < end[tp] for tp in partitions):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"could not read {topic} to its end in {READ_TOPIC_TIMEOUT_S} s")
-        for records in consumer.poll(timeout_ms=500).values():
-            for record in records:
-                if record.value and b'"promotion_id"' in record.value:
-                    try:
-                        found.append(ModelPromoted.model_validate_json(record.value))
-                    except ValueError:
-                        log.warning(
-                            "not a ModelPromoted: %s[%d]@%d", topic, record.partition, record.offset
-                        )
-    return found
-
-
-class Retrainer:
-    """The running service: buffer, coalescer, worker thread, and the two stream loops."""
-
-    def __init__(self, settings: RetrainerSettings) -> None:
-        self.settings = settings
-        self.options = settings.retrainer
-        self.topics = settings.topics
-        kafka = settings.kafka
-        create_topics(
-            kafka,
-            [
-                *(self.topics.rides_completed, self.topics.drift_alerts),
-                self.topics.models_updates,
-                *(
-                    dead_letter_topic(t)
-                    for t in (self.topics.rides_completed, self.topics.drift_alerts)
-                ),
-            ],
-            partitions=settings.broker.partitions,
-        )
-        self.producer = build_producer(kafka, client_id=f"{kafka.client_id}-{SERVICE}")
-        self.buffer = RideBuffer(self.options.buffer_age, self.options.buffer_rows)
-        self.coalescer = AlertCoalescer()
-        self.registry = ModelRegistry(settings.mlflow)
-        self.backoff = self.options.registry_backoff
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrain")
-        self.running: Future[RetrainOutcome] | None = None
-        self.outcomes: list[RetrainOutcome] = []
-        self.metrics = default_metrics()
-
-        rides_consumer = build_consumer(kafka, group_id=None)
-        rides_topic = self.topics.rides_completed
-        self.rides_partitions = topic_partitions(rides_consumer, rides_topic)
-        rides_consumer.assign(self.rides_partitions)
-        rides_consumer.seek_to_beginning(*self.rides_partitions)
-        self.rides_loop = StreamLoop(
-            consumer=rides_consumer,
-            producer=self.producer,
-            service=SERVICE,
-            decoders={rides_topic: RideCompleted},
-            max_value_bytes=kafka.max_message_bytes,
-            poll_timeout_ms=self.options.poll_timeout_ms,
-            max_records=self.options.max_poll_records,
-            commit_gate=lambda _offsets: {},  # never committed: rebuilt from the topic at start
-        )
-        self.alerts_loop: StreamLoop | None = None
-        self._rides_target: dict[TopicPartition, int] | None = None
-
-    def publish(self, event: Event) -> None:
-        """Publish a model event on models.updates, flushed (called from the worker thread)."""
-        send_all(self.producer, [Outgoing.of(self.topics.models_updates, event)])
-        if isinstance(event, ModelPromoted):
-            self.metrics.record_promotion(SERVICE, event)
-            self.metrics.set_model_version(SERVICE, event.version)
-        elif isinstance(event, ModelRejected):
-            self.metrics.record_rejection(SERVICE, event)
-
-    def handle_rides(self, batch: list[Received]) -> list[Outgoing]:
-        """Completed rides go into the buffer; nothing is produced."""
-        events = [item.event for item in batch if isinstance(item.event, RideCompleted)]
-        if events:
-            self.buffer.append(completed_rides(events))
-        return []
-
-    def handle_alerts(self, batch: list[Received]) -> list[Outgoing]:
-        """Drift alerts are queued for the next training; nothing is produced now."""
-        alerts = [
-            PendingAlert(item.event.alert_id, item.topic, item.partition, item.offset)
-            for item in batch
-            if isinstance(item.event, DriftDetected)
-        ]
-        if alerts:
-            log.info("drift alerts %s queued", ", ".join(a.alert_id for a in alerts))
-        self.coalescer.offer(alerts)
-        return []
-
-    def announce_missing_promotion(self) -> None:
-        """Publish a `ModelPromoted` for a champion that was moved but never announced."""
-        consumer = build_consumer(self.settings.kafka, group_id=None)
-        try:
-            promotions = read_promotions(consumer, self.topics.models_updates)
-        finally:
-            consumer.close()
-        announced = latest_promotion(promotions, self.registry.name)
-        announce_missing_promotion(self.registry, announced, self.publish, self.backoff)
-
-    def catch_up(self, stop: threading.Event) -> None:
-        """Rebuild the buffer: read rides.completed up to the end offsets seen now."""
-        consumer = self.rides_loop.consumer
-        end = consumer.end_offsets(self.rides_partitions)
-        started = time.perf_counter()
-        while not stop.is_set() and any(
-            consumer.position(tp) < end[tp] for tp in self.rides_partitions
-        ):
-            self.rides_loop.run_once(self.handle_rides)
-        stats = self.buffer.stats()
-        log.info(
-            "buffer rebuilt from %s in %.1f s: %d labelled rides, drop-offs %s..%s",
-            self.topics.rides_completed,
-            time.perf_counter() - started,
-            stats.rows,
-            stats.oldest_dropoff,
-            stats.newest_dropoff,
-        )
-
-    def step(self) -> None:
-        """One turn of the poll thread: rides, alerts, then the worker's state."""
-        assert self.alerts_loop is not None
-        for loop, handle, topic in (
-            (self.rides_loop, self.handle_rides, self.topics.rides_completed),
-            (self.alerts_loop, self.handle_alerts, self.topics.drift_alerts),
-        ):
-            stats = loop.run_once(handle)
-            if stats.polled:
-                self.metrics.record_batch(SERVICE, stats, topic_in=topic)
-                self.metrics.record_consumer_lag(SERVICE, loop.consumer)
-        if self.running is not None and self.running.done():
-            self._finish()
-        if self.running is None and self.coalescer.pending and self._rides_caught_up():
-            self._start()
-
-    def _rides_caught_up(self) -> bool:
-        """True once the buffer holds every ride produced before the pending alerts were seen
-        (the end offsets of rides.completed are taken once, when the first is waiting)."""
-        consumer = self.rides_loop.consumer
-        if self._rides_target is None:
-            self._rides_target = consumer.end_offsets(self.rides_partitions)
-        return all(consumer.position(tp) >= end for tp, end in self._rides_target.items())
-
-    def _start(self) -> None:
-        self._rides_target = None
-        alerts = self.coalescer.start()
-        if alerts is None:
-            return
-        snapshot = self.buffer.snapshot()
-        ids = [a.alert_id for a in alerts]
-        log.info("retraining for %d alert(s) on %d buffered rides", len(ids), len(snapshot))
-        self.running = self.executor.submit(
-            retrain, self.settings.mlflow, self.options, snapshot, ids, self.publish
-        )
-        self.metrics.record_retrain(SERVICE)
-
-    def _finish(self) -> None:
-        assert self.running is not None and self.alerts_loop is not None
-        future, self.running = self.running, None
-        # A bug, or a registry still unreachable after the retries, ends the service here.
-        outcome = future.result()
-        self.outcomes.append(outcome)
-        self.coalescer.finish()
-        offsets = self.coalescer.committable()
-        if offsets:
-            self.alerts_loop.consumer.commit(
-                offsets={tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()}
-            )
-
-    def start(self, stop: threading.Event) -> None:
-        """Announce a missing promotion, rebuild the buffer, then assign the alert partitions."""
-        # A stop request ends a wait between registry retries at once (then the service exits).
-        self.backoff = dataclasses.replace(self.backoff, sleep=stop.wait)
-        self.announce_missing_promotion()
-        champion = self.backoff.call("read the champion", self.registry.champion)
-        if champion is not None:
-            self.metrics.set_model_version(SERVICE, champion.version)
-        self.catch_up(stop)
-        # Assigned, not subscribed: the group only stores the committed offsets, so a restart
-        # after a kill resumes at once instead of waiting out the dead member's session.
-        alerts_consumer = build_consumer(self.settings.kafka, group_id=self.options.group_id)
-        alert_partitions = topic_partitions(alerts_consumer, self.topics.drift_alerts)
-        alerts_consumer.assign(alert_partitions)
-        for tp in alert_partitions:  # find the coordinator and the committed offsets now
-            alerts_consumer.position(tp)
-        self.alerts_loop = StreamLoop(
-            consumer=alerts_consumer,
-            producer=self.producer,
-            service=SERVICE,
-            decoders={self.topics.drift_alerts: DriftDetected},
-            max_value_bytes=self.settings.kafka.max_message_bytes,
-            poll_timeout_ms=self.options.poll_timeout_ms,
-            commit_gate=self.coalescer.commit_gate,
-        )
-        log.info("retrainer ready: waiting for alerts on %s", self.topics.drift_alerts)
-
-    def serve(self, stop: threading.Event) -> None:
-        """Poll rides and alerts, start and finish trainings, until `stop` is set."""
-        while not stop.is_set():
-            self.step()
-        if self.running is not None:
-            log.info("stopping: waiting for the training in hand")
-            self.running.result()
-            self._finish()
-
-    def run(self, stop: threading.Event) -> None:
-        """`start`, then `serve` until `stop` is set."""
-        self.start(stop)
-        self.serve(stop)
-
-    def close(self) -> None:
-        """Stop the worker, close the consumers and the producer (after a flush)."""
-        self.executor.shutdown(wait=True)
-        self.rides_loop.consumer.close()
-        if self.alerts_loop is not None:
-            self.alerts_loop.consumer.close()
-        self.producer.flush()
-        self.producer.close()
-        log.info("retrainer stopped after %d training run(s)", len(self.outcomes))
-
-
-def run(settings: RetrainerSettings, stop: threading.Event) -> Retrainer:
-    """Run the retrainer until `stop` is set; returns it (its outcomes) after closing it."""
-    service = Retrainer(settings)
-    try:
-        service.run(stop)
-    finally:
-        service.close()
-    return service
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run `ridestream retrainer ...`; returns the exit code."""
     args = build_parser().parse_args(argv)
-    settings = with_kafka_options(RetrainerSettings(), args)
-    if args.margin is not None:
-        if not 0 <= args.margin < 1:
-            print("ridestream retrainer: --margin must be in [0, 1)", file=sys.stderr)
-            return 2
-        settings.retrainer = settings.retrainer.model_copy(update={"margin": args.margin})
-    configure_logging(settings.log_level)
-    retry_on_our_terms()  # RIDESTREAM_RETRAINER__REGISTRY_RETRY_*, logged and bounded
-    serve_metrics(settings.metrics_port, settings.metrics_host)
-    stop = threading.Event()
-    stop_on_signals(stop)
-    try:
+
+    def read_settings() -> RetrainerSettings:
+        settings = with_kafka_options(RetrainerSettings(), args)
+        if args.margin is not None:
+            if not 0 <= args.margin < 1:
+                raise UsageError("--margin must be in [0, 1)")
+            settings.retrainer = settings.retrainer.model_copy(update={"margin": args.margin})
+        return settings
+
+    def serve(settings: RetrainerSettings, stop: threading.Event) -> None:
+        # Uncommitted alerts are delivered again after a restart; the buffer is rebuilt.
         run(settings, stop)
-    except (KafkaError, TimeoutError) as error:
-        # Transient: the client already retried; exit non-zero so a supervisor restarts us
-        # (uncommitted alerts are delivered again, the buffer is rebuilt from the topic).
-        print(
-            f"ridestream retrainer: {explain_connection_error(error, settings.kafka)}",
-            file=sys.stderr,
-        )
-        return 1
-    except RegistryUnavailableError as error:
-        # Retried with backoff already; a restart trains for the uncommitted alert again and
-        # announces a champion that was moved but not announced.
-        print(f"ridestream retrainer: {error}", file=sys.stderr)
-        return 1
-    return 0
+
+    return run_service("ridestream retrainer", read_settings, serve)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,15 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
-from ridestream.features import DROPOFF_TIME, PICKUP_TIME, RIDE_ID, TARGET, is_labelled
+from ridestream.events import RideCompleted
+from ridestream.features import (
+    DROPOFF_TIME,
+    PICKUP_TIME,
+    RIDE_ID,
+    TARGET,
+    is_labelled,
+    rides_frame,
+)
 
 RIDE_KEY = "ride_key"
 COLUMNS = (
@@ -198,3 +206,10 @@ class RideBuffer:
             unlabelled_skipped=self.unlabelled_skipped,
             nbytes=sum(v.nbytes for chunk in self._chunks for v in chunk.values()),
         )
+
+
+def completed_rides(events: list[RideCompleted]) -> pd.DataFrame:
+    """A rides frame of completed rides with their drop-off time (the buffer's event time)."""
+    frame = rides_frame(events)
+    frame[DROPOFF_TIME] = pd.to_datetime(pd.Series([e.event_time for e in events], dtype=object))
+    return frame

@@ -21,9 +21,12 @@ from retrainer.promotion import Reason, promote_and_announce
 from retrainer.settings import RetrainerSettings
 from ridestream.cli import CommandParser, add_kafka_options, with_kafka_options
 from ridestream.events import Event
-from ridestream.kafka import Outgoing, build_producer, create_topics, send_all
 from ridestream.observability import configure_logging
 from ridestream.registry import CHAMPION, PREVIOUS, ModelInfo, ModelNotFoundError, ModelRegistry
+from ridestream.stream.admin import create_topics
+from ridestream.stream.clients import build_producer
+from ridestream.stream.messages import Outgoing
+from ridestream.stream.produce import send_all
 
 PUBLISH_TIMEOUT_S = 15.0
 

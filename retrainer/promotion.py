@@ -3,7 +3,7 @@
 Order matters. The move of the `champion` alias is the single commit point (then `previous`
 points at the replaced champion, as `ModelRegistry.promote` does); the `ModelPromoted` event is
 published after it. Every registry call is retried with backoff on its own
-(`retrainer.backoff`): the registry going away mid-promotion delays the remaining steps, it
+(`ridestream.registry_retry`): the registry going away mid-promotion delays the remaining steps, it
 does not skip them. A process killed (or giving up on the registry) before the move changed
 nothing; one killed after the move but before the event leaves a champion that nobody
 announced: `announce_missing_promotion`, run when the retrainer starts, publishes it then.
@@ -18,9 +18,9 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Literal
 
-from retrainer.backoff import NO_RETRY, Backoff
 from ridestream.events import Event, ModelPromoted, ModelRejected, utc_now
 from ridestream.registry import CHAMPION, PREVIOUS, ModelInfo, ModelRegistry
+from ridestream.registry_retry import NO_RETRY, Backoff
 
 log = logging.getLogger(__name__)
 

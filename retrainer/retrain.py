@@ -16,7 +16,7 @@ snapshot of the buffer, so nothing else touches its data. The steps and why in t
    `ModelRejected`. A process killed before step 5 leaves the champion as it was.
 
 Every registry call is retried with bounded backoff (`options.registry_backoff`,
-`retrainer.backoff`) while the MLflow store does not answer; when the budget is spent,
+`ridestream.registry_retry`) while the MLflow store does not answer; when the budget is spent,
 `RegistryUnavailableError` ends the run (and the service, non-zero) with the alert uncommitted.
 """
 
@@ -25,7 +25,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -96,6 +97,16 @@ def _alert_ids_tag(alert_ids: Sequence[str]) -> str:
     return f"{shown} (+{hidden} earlier)" if hidden > 0 else shown
 
 
+@contextmanager
+def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    """Set `timings[name]` to the seconds the block took."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = time.perf_counter() - started
+
+
 def retrain(
     mlflow: MlflowSettings,
     options: RetrainerOptions,
@@ -117,28 +128,24 @@ def retrain(
         log.warning("retraining skipped for alert %s: %s", trigger, reason)
         return RetrainOutcome("skipped", reason, alerts, rows=len(rides))
 
-    clock = time.perf_counter()
-    train, holdout = split_by_time(rides, options.holdout_fraction)
-    timings["split"] = time.perf_counter() - clock
+    with _timed(timings, "split"):
+        train, holdout = split_by_time(rides, options.holdout_fraction)
 
     registry = ModelRegistry(mlflow)
     backoff = options.registry_backoff
-    clock = time.perf_counter()
-    champion = backoff.call("read the champion", registry.champion)
-    champion_model = (
-        backoff.call(
-            f"load champion {champion.version}", lambda: registry.load_model(champion.version)
+    with _timed(timings, "load_champion"):
+        champion = backoff.call("read the champion", registry.champion)
+        champion_model = (
+            backoff.call(
+                f"load champion {champion.version}", lambda: registry.load_model(champion.version)
+            )
+            if champion is not None
+            else None
         )
-        if champion is not None
-        else None
-    )
-    timings["load_champion"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    champion_rmse = (
-        evaluate(champion_model, holdout)["rmse"] if champion_model is not None else None
-    )
-    timings["evaluate_champion"] = time.perf_counter() - clock
+    with _timed(timings, "evaluate_champion"):
+        champion_rmse = (
+            evaluate(champion_model, holdout)["rmse"] if champion_model is not None else None
+        )
 
     tags = {
         "trigger": "drift",
@@ -160,30 +167,34 @@ def retrain(
         len(holdout),
         f"{champion.version} RMSE {champion_rmse:.4f}" if champion and champion_rmse else "none",
     )
-    clock = time.perf_counter()
-    # Retried as a whole: a run cut off half-way leaves at most an orphan version (no alias,
-    # no decision tag), never a promotion.
-    trained = backoff.call(
-        "train and register the challenger",
-        lambda: train_and_register(mlflow, train, holdout, options.model_kind, tags, promote=False),
-    )
-    train_register_s = time.perf_counter() - clock
+    timings["train"] = 0.0  # the training part of "register", set below
+    with _timed(timings, "register"):
+        # Retried as a whole: a run cut off half-way leaves at most an orphan version (no
+        # alias, no decision tag), never a promotion.
+        trained = backoff.call(
+            "train and register the challenger",
+            lambda: train_and_register(
+                mlflow, train, holdout, options.model_kind, tags, promote=False
+            ),
+        )
     timings["train"] = trained.metrics["train_seconds"]
-    timings["register"] = train_register_s - trained.metrics["train_seconds"]
+    timings["register"] -= timings["train"]
     version = trained.info.version
 
-    clock = time.perf_counter()
-    challenger_rmse = evaluate(trained.model, holdout)["rmse"]
-    timings["evaluate_challenger"] = time.perf_counter() - clock
+    with _timed(timings, "evaluate_challenger"):
+        challenger_rmse = evaluate(trained.model, holdout)["rmse"]
 
-    clock = time.perf_counter()
-    decision = decide(challenger_rmse, champion_rmse, options.margin)
-    backoff.call(
-        f"tag version {version}",
-        lambda: registry.set_version_tags(version, {"challenger_rmse": f"{challenger_rmse:.6f}"}),
-    )
-    backoff.call(f"move {CHALLENGER} to {version}", lambda: registry.set_alias(CHALLENGER, version))
-    timings["tag"] = time.perf_counter() - clock
+    with _timed(timings, "tag"):
+        decision = decide(challenger_rmse, champion_rmse, options.margin)
+        backoff.call(
+            f"tag version {version}",
+            lambda: registry.set_version_tags(
+                version, {"challenger_rmse": f"{challenger_rmse:.6f}"}
+            ),
+        )
+        backoff.call(
+            f"move {CHALLENGER} to {version}", lambda: registry.set_alias(CHALLENGER, version)
+        )
 
     metrics = {
         "challenger_rmse": challenger_rmse,
@@ -193,27 +204,27 @@ def retrain(
     if champion_rmse is not None:
         metrics["champion_rmse"] = champion_rmse
     champion_version = champion.version if champion is not None else None
-    clock = time.perf_counter()
     event: Event
-    if decision.promote:
-        event = promote_and_announce(
-            registry, version, "drift", publish, trigger, metrics, backoff=backoff
-        )
-        backoff.call(
-            f"tag version {version}",
-            lambda: registry.set_version_tags(version, {TAG_DECISION: "promoted"}),
-        )
-        status: Status = "promoted"
-    else:
-        backoff.call(
-            f"tag version {version}",
-            lambda: registry.set_version_tags(version, {TAG_DECISION: "rejected"}),
-        )
-        info = backoff.call(f"read version {version}", lambda: registry.version(version))
-        event = rejected_event(info, champion_version, trigger, metrics)
-        publish(event)
-        status = "rejected"
-    timings["decide_and_publish"] = time.perf_counter() - clock
+    status: Status
+    with _timed(timings, "decide_and_publish"):
+        if decision.promote:
+            event = promote_and_announce(
+                registry, version, "drift", publish, trigger, metrics, backoff=backoff
+            )
+            backoff.call(
+                f"tag version {version}",
+                lambda: registry.set_version_tags(version, {TAG_DECISION: "promoted"}),
+            )
+            status = "promoted"
+        else:
+            backoff.call(
+                f"tag version {version}",
+                lambda: registry.set_version_tags(version, {TAG_DECISION: "rejected"}),
+            )
+            info = backoff.call(f"read version {version}", lambda: registry.version(version))
+            event = rejected_event(info, champion_version, trigger, metrics)
+            publish(event)
+            status = "rejected"
     log.info(
         "challenger %s %s: %s (timings: %s)",
         version,

@@ -8,10 +8,20 @@ refuses unknown fields, so a malformed event fails here, at the edge, and goes t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    model_validator,
+)
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -24,6 +34,9 @@ LATEST_EVENT_TIME = datetime(2100, 1, 1)
 MAX_TRIP_DISTANCE_MI = 1_000.0
 MAX_DURATION_MIN = 7 * 24 * 60.0
 MAX_ID_LENGTH = 128
+# TLC VendorID and passenger_count: small integers; beyond these a value is garbage.
+MAX_VENDOR_ID = 100
+MAX_PASSENGER_COUNT = 20
 
 
 def _tlc_time(value: datetime) -> datetime:
@@ -77,8 +90,8 @@ class RideRequested(Event):
     pu_location_id: ZoneId
     do_location_id: ZoneId
     trip_distance: float = Field(ge=0, le=MAX_TRIP_DISTANCE_MI)
-    vendor_id: int | None = Field(default=None, ge=0, le=100)
-    passenger_count: int | None = Field(default=None, ge=0, le=20)
+    vendor_id: int | None = Field(default=None, ge=0, le=MAX_VENDOR_ID)
+    passenger_count: int | None = Field(default=None, ge=0, le=MAX_PASSENGER_COUNT)
 
 
 class RideCompleted(Event):
@@ -93,8 +106,8 @@ class RideCompleted(Event):
     pu_location_id: ZoneId
     do_location_id: ZoneId
     trip_distance: float = Field(ge=0, le=MAX_TRIP_DISTANCE_MI)
-    vendor_id: int | None = Field(default=None, ge=0, le=100)
-    passenger_count: int | None = Field(default=None, ge=0, le=20)
+    vendor_id: int | None = Field(default=None, ge=0, le=MAX_VENDOR_ID)
+    passenger_count: int | None = Field(default=None, ge=0, le=MAX_PASSENGER_COUNT)
 
     @model_validator(mode="after")
     def _dropoff_not_before_pickup(self) -> RideCompleted:
@@ -215,6 +228,40 @@ class ModelRejected(Event):
     champion_version: str | None
     trigger_alert_id: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
+
+
+def _model_update_kind(value: Any) -> str | None:
+    """Which update a `models.updates` value is, by the id field only that kind has (records
+    written before the union carry no type field, so the ids tell them apart)."""
+    if isinstance(value, Mapping):
+        if "promotion_id" in value:
+            return "promoted"
+        if "rejection_id" in value:
+            return "rejected"
+        return None
+    if isinstance(value, ModelPromoted):
+        return "promoted"
+    if isinstance(value, ModelRejected):
+        return "rejected"
+    return None
+
+
+# Everything on `models.updates`: a promotion or a rejection, each a legitimate update.
+ModelUpdate = Annotated[
+    Annotated[ModelPromoted, Tag("promoted")] | Annotated[ModelRejected, Tag("rejected")],
+    Discriminator(
+        _model_update_kind,
+        custom_error_type="model_update_kind",
+        custom_error_message="neither a promotion (promotion_id) nor a rejection (rejection_id)",
+    ),
+]
+# The decoder of `models.updates` for every service (`MODEL_UPDATES.validate_json(value)`).
+MODEL_UPDATES: TypeAdapter[ModelPromoted | ModelRejected] = TypeAdapter(ModelUpdate)
+
+
+def decode_model_update(value: bytes) -> ModelPromoted | ModelRejected:
+    """Parse and validate a `models.updates` value; raises pydantic.ValidationError."""
+    return MODEL_UPDATES.validate_json(value, strict=True)
 
 
 E = TypeVar("E", bound=Event)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kafka.errors import KafkaError
@@ -30,7 +30,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 
 if TYPE_CHECKING:
     from ridestream.events import DriftDetected, DriftWindowClosed, ModelPromoted, ModelRejected
-    from ridestream.kafka import BatchStats
+    from ridestream.stream.loop import BatchStats
 
 log = logging.getLogger(__name__)
 
@@ -166,13 +166,13 @@ class Metrics:
         """Count one loop pass: records in and dead letters under `topic_in`, outputs under
         `topic_out` (omit it for a service that produces nothing), latency when non-empty.
 
-        When `stats` carries per-topic counts (`polled_by_topic`, `dead_letters_by_topic`,
-        `produced_by_topic`: mappings of topic to count), those are used instead, so a service
-        that reads or writes several topics gets one series per topic.
+        The loop's per-topic counts (`BatchStats.polled_by_topic`, ...), when there are any, are
+        used instead, so a service that reads or writes several topics (the monitor) gets one
+        series per topic.
         """
-        polled = _by_topic(stats, "polled_by_topic") or {topic_in: stats.polled}
-        dead = _by_topic(stats, "dead_letters_by_topic") or {topic_in: stats.dead_letters}
-        produced = _by_topic(stats, "produced_by_topic")
+        polled = stats.polled_by_topic or {topic_in: stats.polled}
+        dead = stats.dead_letters_by_topic or {topic_in: stats.dead_letters}
+        produced = stats.produced_by_topic
         if not produced and topic_out is not None:
             produced = {topic_out: stats.produced}
         for topic, count in polled.items():
@@ -184,10 +184,6 @@ class Metrics:
         # An empty poll returns before the clock is read: its 0.0 s would only skew the buckets.
         if stats.polled:
             self.batch_seconds.labels(service).observe(stats.seconds)
-
-    def record_produced(self, service: str, topic: str, count: int) -> None:
-        """Count events produced outside the StreamLoop (the replay producer)."""
-        self.events_out.labels(service, topic).inc(count)
 
     def record_consumer_lag(self, service: str, consumer: Any) -> None:
         """Set the lag per topic from a kafka-python consumer's assignment (see
@@ -238,11 +234,6 @@ class Metrics:
         """Count a drift alert once per rule that fired."""
         for fired in alert.rules:
             self.drift_alerts.labels(service, fired.rule).inc()
-
-
-def _by_topic(stats: BatchStats, attribute: str) -> dict[str, int]:
-    counts = getattr(stats, attribute, None)
-    return dict(counts) if isinstance(counts, Mapping) else {}
 
 
 def _or_nan(value: float | None) -> float:

@@ -43,7 +43,7 @@ MLFLOW_HTTP_RETRIES_ENV = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
 _URI_LOCK = threading.RLock()
 
 
-def retry_on_our_terms() -> None:
+def disable_mlflow_http_retries() -> None:
     """Turn MLflow's own HTTP retries off in this process, unless MLFLOW_HTTP_REQUEST_MAX_RETRIES
     is set: its default (7 retries with doubling waits) spends ~4 minutes silently inside one
     call to a tracking server that is down. Services retry registry calls themselves, and log

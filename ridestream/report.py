@@ -303,7 +303,7 @@ def read_run(
 ) -> RunEvents:
     """Read a run's events from its topics; with `score_models`, also its scorecard, for
     which the models are loaded from the registry (`score_run`)."""
-    from ridestream.topic_reader import count_records, read_events, read_records
+    from ridestream.stream.topic_reader import count_records, read_events, read_records
     from ridestream.topics import dead_letter_topic
 
     kafka = settings.kafka

@@ -120,10 +120,12 @@ class BrokerSettings(BaseModel):
         return f"{self.host}:{self.port}"
 
 
-def settings_error(error: ValidationError) -> str:
-    """One line for settings that do not validate, naming each variable and what is wrong."""
+def settings_error(error: ValidationError, section: str | None = None) -> str:
+    """One line for settings that do not validate, naming each variable and what is wrong
+    (`section`: the errors are of that section's model, validated on its own)."""
+    prefix = ("RIDESTREAM_", f"{section}__") if section else ("RIDESTREAM_",)
     return "; ".join(
-        f"RIDESTREAM_{'__'.join(str(part) for part in e['loc']).upper()}: {e['msg']}"
+        f"{''.join(prefix)}{'__'.join(str(part) for part in e['loc'])}".upper() + f": {e['msg']}"
         for e in error.errors()
     )
 

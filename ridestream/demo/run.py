@@ -29,9 +29,9 @@ from ridestream.demo.data import ensure_months
 from ridestream.demo.processes import DemoError, Processes
 from ridestream.demo.summary import summary_lines
 from ridestream.demo.watch import ProgressLine, Watcher
-from ridestream.kafka import create_topics
 from ridestream.report import build_report, read_run
 from ridestream.settings import Settings
+from ridestream.stream.admin import create_topics
 from ridestream.topics import Topics
 from ridestream.tripdata_fetch import TLC_BASE_URL, month_argument
 

@@ -53,15 +53,16 @@ def service_env(
     return env
 
 
-def register_champion(mlflow: MlflowSettings) -> str:
-    """Train a small linear model on synthetic rides and make it champion; its version."""
+def register_champion(mlflow: MlflowSettings, *, seed: int = 35, promote: bool = True) -> str:
+    """Train a small linear model on synthetic rides and make it champion (or, with
+    `promote=False`, only register it, e.g. as the next champion); its version."""
     trained = train_and_register(
         mlflow,
-        synthetic_rides(1_500, seed=35, slope=CHAMPION_SLOPE),
-        synthetic_rides(300, seed=99, slope=CHAMPION_SLOPE),
+        synthetic_rides(1_500, seed=seed, slope=CHAMPION_SLOPE),
+        synthetic_rides(300, seed=seed + 64, slope=CHAMPION_SLOPE),
         LINEAR,
         {"test": "outage"},
-        promote=True,
+        promote=promote,
     )
     return trained.info.version
 

@@ -29,8 +29,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from monitor.__main__ import registry_reference_provider
 from monitor.drift import Reference
+from monitor.service import registry_reference_provider
 from monitor.settings import MonitorSettings
 from ridestream.events import DriftDetected, DriftWindowClosed, DurationPredicted, Event
 from ridestream.settings import KafkaSettings, MlflowSettings

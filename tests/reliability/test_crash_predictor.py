@@ -25,8 +25,8 @@ import pytest
 
 from predictor.settings import PredictorOptions, PredictorSettings
 from ridestream.events import encode
-from ridestream.kafka import create_topics
 from ridestream.settings import KafkaSettings, MlflowSettings
+from ridestream.stream.admin import create_topics
 from tests.reliability.crash import TopicSize, champion_store, crash_at, crashable, kill_points
 from tests.reliability.topic_io import RawRecord, produce_raw, read_until_keys
 from tests.synthetic import ride

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from ridestream.events import MAX_ZONE_ID, MIN_ZONE_ID, RideRequested, encode
-from ridestream.kafka import PoisonRecordError, dead_letter, decode_record
+from ridestream.stream.codec import PoisonRecordError, decode_record
+from ridestream.stream.deadletter import dead_letter
 from tests.reliability.payloads import (
     POISON_CORPUS,
     SMALL_MAX_VALUE_BYTES,

@@ -17,15 +17,11 @@ from hypothesis import HealthCheck, Phase, given, settings
 from pydantic import ValidationError
 
 from ridestream.events import RideRequested, encode
-from ridestream.kafka import (
-    PoisonRecordError,
-    StreamLoop,
-    build_consumer,
-    build_producer,
-    create_topics,
-    decode_record,
-)
 from ridestream.settings import KafkaSettings
+from ridestream.stream.admin import create_topics
+from ridestream.stream.clients import build_consumer, build_producer
+from ridestream.stream.codec import PoisonRecordError, decode_record
+from ridestream.stream.loop import StreamLoop
 from ridestream.topics import Topics, dead_letter_topic
 from tests.reliability.payloads import (
     OVERSIZED_BYTES,

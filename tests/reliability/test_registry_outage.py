@@ -8,6 +8,10 @@ stopped while the predictor and the retrainer run as real processes, and started
   finishes. Afterwards the registry and models.updates agree: `champion` moved to the
   challenger AND exactly one ModelPromoted announced it (neither half without the other).
 - The predictor then swaps to the promoted version.
+- The monitor, started while the server is down, retries reading the champion's reference
+  (bounded, logged) and starts once the server is back; a promotion that arrives while the
+  server is down again is retried inside its handler the same way, and the monitor switches
+  to the promoted version's reference once the server is back. It never exits.
 """
 
 from __future__ import annotations
@@ -29,13 +33,15 @@ from ridestream.events import (
     ModelPromoted,
     RuleFired,
     decode,
+    decode_model_update,
     encode,
+    utc_now,
 )
-from ridestream.kafka import create_topics
 from ridestream.kafka_broker import free_ports
 from ridestream.model import LINEAR
 from ridestream.registry import PREVIOUS, ModelRegistry
 from ridestream.settings import KafkaSettings, MlflowSettings
+from ridestream.stream.admin import create_topics
 from ridestream.topics import Topics
 from tests.reliability.outage import (
     MlflowServer,
@@ -89,9 +95,8 @@ def predictions_of(settings: KafkaSettings, topic: str, ride_ids: set[str]) -> d
 
 def promotions(settings: KafkaSettings, topic: str) -> list[ModelPromoted]:
     records = read_topic(settings, topic, expect=10**9, timeout_s=2.0)
-    events = [
-        ModelPromoted.model_validate_json(r.value) for r in records if b'"promotion_id"' in r.value
-    ]
+    updates = [decode_model_update(r.value) for r in records]
+    events = [e for e in updates if isinstance(e, ModelPromoted)]
     return sorted(events, key=lambda e: e.event_time)
 
 
@@ -282,3 +287,70 @@ def test_retrainer_that_runs_out_of_registry_retries_exits_non_zero_and_announce
         )
     )
     assert promotions(kafka_settings, Topics(topic_prefix).models_updates) == []
+
+
+def test_monitor_rides_out_a_registry_outage_at_start_and_at_a_promotion(
+    mlflow_server: MlflowServer,
+    kafka_settings: KafkaSettings,
+    topic_prefix: str,
+    group_id: str,
+    tmp_path: Path,
+) -> None:
+    kafka = kafka_settings
+    topics = Topics(topic_prefix)
+    mlflow = mlflow_server.settings("ride-duration-" + topic_prefix.strip("."))
+    champion = register_champion(mlflow)
+    challenger = register_champion(mlflow, seed=36, promote=False)
+    reference_line = r"reference of {} v{}: "
+    monitor = Service(
+        "monitor",
+        "monitor",
+        service_env(
+            kafka,
+            topic_prefix,
+            mlflow,
+            MONITOR__GROUP_ID=group_id,
+            MONITOR__SNAPSHOTS="false",
+            **{f"MONITOR__REGISTRY_RETRY_{k}": v for k, v in RETRY.items()},
+        ),
+        tmp_path,
+    )
+    try:
+        # -- down while the monitor starts: the champion's reference is retried ------------
+        mlflow_server.stop()
+        monitor.start()
+        wait_until(
+            "the monitor retries the registry twice at start",
+            lambda: monitor.count(RETRY_LINE) >= 2,
+            timeout_s=90,
+        )
+        assert monitor.exited() is None
+        mlflow_server.start()
+        monitor.wait_for_log(reference_line.format(re.escape(mlflow.model_name), champion), 60)
+        retries_at_start = monitor.count(RETRY_LINE)
+
+        # -- down when a promotion arrives: the handler's reference load is retried --------
+        mlflow_server.stop()
+        promotion = ModelPromoted(
+            promotion_id=f"promotion-{group_id}",
+            event_time=utc_now(),
+            model_name=mlflow.model_name,
+            version=challenger,
+            previous_version=champion,
+            reason="manual",
+        )
+        produce(kafka, topics.models_updates, [promotion])
+        wait_until(
+            "the monitor retries the registry twice at the promotion",
+            lambda: monitor.count(RETRY_LINE) >= retries_at_start + 2,
+            timeout_s=60,
+        )
+        assert monitor.exited() is None
+        mlflow_server.start()
+        monitor.wait_for_log(reference_line.format(re.escape(mlflow.model_name), challenger), 60)
+        assert monitor.exited() is None, "the monitor must ride out a registry outage"
+    finally:
+        monitor.stop()
+        if mlflow_server.process is None or mlflow_server.process.poll() is not None:
+            mlflow_server.start()  # for the next test
+    assert monitor.exit_codes in ([], [0]), monitor.logs()[-3000:]

@@ -21,15 +21,13 @@ from pydantic import SecretStr
 
 from ridestream import kafka_broker
 from ridestream.events import RideRequested, encode
-from ridestream.kafka import (
-    StreamLoop,
-    build_consumer,
-    build_producer,
-    create_topics,
-    explain_connection_error,
-)
 from ridestream.kafka_broker import free_ports
 from ridestream.settings import KafkaSettings
+from ridestream.stream.admin import create_topics
+from ridestream.stream.clients import build_consumer, build_producer
+from ridestream.stream.errors import explain_connection_error
+from ridestream.stream.loop import StreamLoop
+from ridestream.stream.redaction import redact_client_secrets
 from ridestream.topics import Topics, dead_letter_topic
 from tests.conftest import local_broker_settings_in
 from tests.reliability.payloads import POISON_CORPUS, valid_ride
@@ -107,6 +105,7 @@ def test_authenticated_loop_processes_rides_and_dead_letters_poison_without_logg
     # configure_logging may have left "kafka" at WARNING).
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="kafka")
+    redact_client_secrets()  # as every service does at startup
     topics = Topics(topic_prefix)
     source, sink = topics.rides_requested, topics.rides_predictions
     create_topics(sasl_kafka, [source, sink, dead_letter_topic(source)], partitions=2)
@@ -147,6 +146,7 @@ def test_wrong_password_is_refused_with_a_one_line_explanation(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="kafka")
+    redact_client_secrets()  # as every service does at startup
     wrong_password = f"wrong-{uuid.uuid4().hex}"
     wrong = sasl_kafka.model_copy(update={"sasl_password": SecretStr(wrong_password)})
 

@@ -8,8 +8,9 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
 
-from ridestream.kafka import Handler, LoopStats, Outgoing, Received, StreamLoop
 from ridestream.settings import KafkaSettings
+from ridestream.stream.loop import Handler, LoopStats, StreamLoop
+from ridestream.stream.messages import Outgoing, Received
 
 # kafka-python's consumer can join its group before the metadata of a topic created a moment
 # ago arrives; it is then assigned nothing until the next metadata refresh (default 5 min). Seen

@@ -30,11 +30,11 @@ from ridestream.events import (
     RideRequested,
 )
 from ridestream.features import TARGET, is_labelled, rides_frame
-from ridestream.kafka import create_topics
 from ridestream.kafka_broker import free_ports
 from ridestream.registry import ModelRegistry
 from ridestream.settings import KafkaSettings, MlflowSettings
-from ridestream.topic_reader import read_events
+from ridestream.stream.admin import create_topics
+from ridestream.stream.topic_reader import read_events
 from ridestream.topics import Topics
 from ridestream.training import train_and_register
 from ridestream.trips import month_path, read_trips

@@ -1,7 +1,7 @@
 """The monitor on a real broker: real TLC rides, predictions by a known function, no MLflow.
 
 Events go straight onto the topics with a KafkaProducer; the monitor runs in a thread through
-`monitor.__main__.run` with a reference built here (the `reference_provider` seam).
+`monitor.service.run` with a reference built here (the `reference_provider` seam).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from monitor.__main__ import run
 from monitor.drift import Reference, prepare_reference
+from monitor.service import run
 from monitor.settings import MonitorOptions, MonitorSettings
 from ridestream.events import (
     DriftDetected,
@@ -29,8 +29,8 @@ from ridestream.events import (
     encode,
 )
 from ridestream.features import PREDICTION, TARGET, build_features, is_labelled
-from ridestream.kafka import create_topics
 from ridestream.settings import KafkaSettings
+from ridestream.stream.admin import create_topics
 from ridestream.topics import Topics
 from ridestream.trips import read_trips
 from tests import tripdata
@@ -180,7 +180,7 @@ def settings_for(
 
 
 class MonitorThread:
-    """`monitor.__main__.run` in a thread, stopped on demand."""
+    """`monitor.service.run` in a thread, stopped on demand."""
 
     def __init__(
         self, settings: MonitorSettings, reference: Reference, stop_after_windows: int = 0

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from predictor.__main__ import run
+from predictor.service import run
 from predictor.settings import PredictorOptions, PredictorSettings
 from ridestream.events import RideRequested, encode
-from ridestream.kafka import LoopStats
 from ridestream.settings import KafkaSettings, MlflowSettings
+from ridestream.stream.loop import LoopStats
 
 TIMEOUT_S = 30.0
 

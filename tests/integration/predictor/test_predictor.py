@@ -3,6 +3,7 @@ poison to the dead-letter topic, and a model promotion in the middle of a stream
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -12,18 +13,25 @@ from typing import Any
 
 import pytest
 
-from predictor.__main__ import wait_for_champion
+from predictor.service import wait_for_champion
 from predictor.settings import PredictorSettings
-from ridestream.events import DurationPredicted, ModelPromoted, decode, encode, utc_now
+from ridestream.events import (
+    DurationPredicted,
+    ModelPromoted,
+    ModelRejected,
+    decode,
+    encode,
+    utc_now,
+)
 from ridestream.features import FEATURES
-from ridestream.kafka import (
+from ridestream.kafka_broker import free_ports
+from ridestream.registry import MLFLOW_HTTP_RETRIES_ENV, ModelRegistry
+from ridestream.stream.deadletter import (
     HEADER_ERROR_TYPE,
     HEADER_SERVICE,
     HEADER_SOURCE_OFFSET,
     HEADER_SOURCE_TOPIC,
 )
-from ridestream.kafka_broker import free_ports
-from ridestream.registry import MLFLOW_HTTP_RETRIES_ENV, ModelRegistry
 from ridestream.topics import dead_letter_topic
 from ridestream.training import train_and_register
 from tests.synthetic import ride, synthetic_rides
@@ -89,6 +97,45 @@ def test_every_ride_gets_one_prediction_and_poison_goes_to_the_dead_letter_topic
         assert headers[HEADER_ERROR_TYPE] in (b"ValidationError", b"PoisonRecordError")
         assert int(headers[HEADER_SOURCE_OFFSET]) >= 0
     assert dead[0].value in (b"{not json", b'{"ride_id":"x","pu_location_id":999}')
+
+
+def test_a_rejection_on_models_updates_is_read_silently_and_the_champion_keeps_serving(
+    predictor_settings: PredictorSettings,
+    start_predictor: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = predictor_settings
+    topics = settings.topics
+    v1 = register(settings, slope=3.5, promote=None)
+    v2 = register(settings, slope=6.0, promote=False)
+    predictor = start_predictor(settings)
+    caplog.set_level(logging.INFO, logger="predictor")
+    rejection = ModelRejected(
+        rejection_id=str(uuid.uuid4()),
+        event_time=utc_now(),
+        model_name=settings.mlflow.model_name,
+        version=v2,
+        champion_version=v1,
+        metrics={"challenger_rmse": 9.0, "champion_rmse": 5.0},
+    )
+    # The same key puts a bad value right after the rejection on its partition: the warning
+    # for the bad value shows that the watcher has read the rejection before it.
+    key = rejection.key.encode()
+    produce(settings.kafka, topics.models_updates, [(key, encode(rejection)), (key, b"{}")])
+    deadline = time.monotonic() + TIMEOUT_S
+    while "skipping bad update" not in caplog.text:
+        assert time.monotonic() < deadline, "the watcher did not read models.updates"
+        time.sleep(0.1)
+    rides = [ride(n, prefix="rejected") for n in range(50)]
+    produce_rides(settings.kafka, topics.rides_requested, rides)
+    out = predictions(read_topic(settings.kafka, topics.rides_predictions, expect=len(rides)))
+    predictor.close()
+
+    ours = [r for r in caplog.records if r.name.startswith(("predictor", "ridestream"))]
+    warnings = [r.getMessage() for r in ours if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith("skipping bad update"), warnings
+    assert Counter(p.ride_id for p in out) == Counter(r.ride_id for r in rides)
+    assert {p.model_version for p in out} == {v1}
 
 
 def test_promotion_mid_stream_swaps_the_model_without_losing_or_doubling_rides(

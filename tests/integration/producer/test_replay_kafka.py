@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from kafka.partitioner.default import murmur2
 
-from producer.__main__ import main, run
+from producer.__main__ import main
 from producer.replay import ReplayOptions
+from producer.service import run
 from producer.settings import ProducerSettings
 from ridestream.events import RideCompleted, RideRequested, decode
-from ridestream.kafka import build_consumer
 from ridestream.settings import KafkaSettings
+from ridestream.stream.clients import build_consumer
 from tests import tripdata
 
 pytestmark = pytest.mark.integration
@@ -103,4 +104,4 @@ def test_a_broker_that_does_not_answer_fails_the_replay_in_one_line(
 
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1
-    assert err[-1].startswith("ridestream replay: Kafka at 127.0.0.1:9")
+    assert err[-1].startswith("ridestream replay: nothing answers at 127.0.0.1:9")

@@ -27,10 +27,11 @@ from ridestream.events import (
     encode,
 )
 from ridestream.features import PICKUP_TIME, RIDE_ID, TARGET, is_labelled
-from ridestream.kafka import build_producer, create_topics
 from ridestream.model import LINEAR, predict
 from ridestream.report import build_report, read_run
 from ridestream.settings import KafkaSettings, MlflowSettings, Settings
+from ridestream.stream.admin import create_topics
+from ridestream.stream.clients import build_producer
 from ridestream.topics import Topics
 from ridestream.training import TrainedModel, train_and_register
 from tests.synthetic import day_window, synthetic_rides

@@ -33,13 +33,15 @@ from ridestream.events import (
     ModelRejected,
     RideCompleted,
     RuleFired,
+    decode_model_update,
     encode,
 )
 from ridestream.features import PICKUP_TIME, TARGET
-from ridestream.kafka import build_producer, create_topics
 from ridestream.model import DEFAULT_KIND, LINEAR, labelled
 from ridestream.registry import PREVIOUS, ModelRegistry
 from ridestream.settings import KafkaSettings, MlflowSettings
+from ridestream.stream.admin import create_topics
+from ridestream.stream.clients import build_producer
 from ridestream.topics import Topics
 from ridestream.training import TrainedModel, train_and_register
 from tests import tripdata
@@ -174,11 +176,6 @@ def produce(settings: KafkaSettings, topic: str, events: list[Event]) -> None:
 ModelEvent = ModelPromoted | ModelRejected
 
 
-def _decode_model_event(value: bytes) -> ModelEvent:
-    kind = ModelPromoted if b'"promotion_id"' in value else ModelRejected
-    return kind.model_validate_json(value)
-
-
 def model_events(settings: KafkaSettings, topics: Topics) -> list[ModelEvent]:
     """Every ModelPromoted / ModelRejected on models.updates, oldest first (by event time)."""
     consumer = KafkaConsumer(
@@ -188,7 +185,7 @@ def model_events(settings: KafkaSettings, topics: Topics) -> list[ModelEvent]:
         auto_offset_reset="earliest",
         consumer_timeout_ms=1_000,
     )
-    events = [_decode_model_event(record.value) for record in consumer]
+    events = [decode_model_update(record.value) for record in consumer]
     consumer.close()
     return sorted(events, key=lambda e: e.event_time)
 
@@ -212,7 +209,7 @@ def wait_for_model_event(
     try:
         while time.monotonic() < deadline:
             for records in consumer.poll(timeout_ms=200).values():
-                events.extend(_decode_model_event(record.value) for record in records)
+                events.extend(decode_model_update(record.value) for record in records)
             events.sort(key=lambda e: e.event_time)
             if found(events):
                 return events
@@ -233,7 +230,7 @@ class RunningRetrainer:
 @pytest.fixture
 def start_retrainer() -> Iterator[Callable[[RetrainerSettings], RunningRetrainer]]:
     """Start `retrainer.__main__.run` in a thread; stopped (and its errors raised) at teardown."""
-    from retrainer.__main__ import run
+    from retrainer.scheduler import run
 
     started: list[RunningRetrainer] = []
 

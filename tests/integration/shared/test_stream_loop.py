@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import textwrap
@@ -10,22 +11,19 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+import kafka
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.partitioner.default import murmur2 as kafka_murmur2
 
 from ridestream.events import RideRequested, encode
-from ridestream.kafka import (
-    Outgoing,
-    Received,
-    StreamLoop,
-    build_consumer,
-    build_producer,
-    create_topics,
-    send_all,
-    send_many,
-)
 from ridestream.settings import KafkaSettings
+from ridestream.stream.admin import create_topics
+from ridestream.stream.clients import build_consumer, build_producer
+from ridestream.stream.fastpath import CHECKED_KAFKA_PYTHON, appends_directly
+from ridestream.stream.loop import StreamLoop
+from ridestream.stream.messages import Outgoing, Received
+from ridestream.stream.produce import send_all, send_many
 from ridestream.topics import dead_letter_topic
 
 pytestmark = pytest.mark.integration
@@ -165,7 +163,9 @@ CRASH_BEFORE_COMMIT = textwrap.dedent(
     """
     import os, sys, threading
     from ridestream.events import RideRequested
-    from ridestream.kafka import Outgoing, StreamLoop, build_consumer, build_producer
+    from ridestream.stream.clients import build_consumer, build_producer
+    from ridestream.stream.loop import StreamLoop
+    from ridestream.stream.messages import Outgoing
     from ridestream.settings import KafkaSettings
 
     bootstrap, source, sink, group = sys.argv[1:5]
@@ -272,6 +272,37 @@ def test_send_all_puts_keys_where_the_default_partitioner_does_in_order_with_dea
     assert_sent_order_kept_per_partition(records, outputs)
     (dead,) = [r for r in records if r.key == b"dead"]
     assert dict(dead.headers) == {"error.type": b"X"}
+
+
+def test_send_all_on_an_unchecked_kafka_python_warns_and_produces_through_send(
+    kafka_settings: KafkaSettings,
+    topic_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Another kafka-python than the pinned one: its internals may differ, so the fast path
+    # stands aside (loudly) and KafkaProducer.send does the work, with the same result.
+    monkeypatch.setattr(kafka, "__version__", f"{CHECKED_KAFKA_PYTHON}-unchecked-{topic_prefix}")
+    topic = f"{topic_prefix}out"
+    create_topics(kafka_settings, [topic], partitions=3)
+    outputs = [Outgoing(topic, f"k{n}".encode(), b"v%d" % n) for n in range(200)]
+    outputs.insert(100, Outgoing(topic, b"dead", b"v-dead", (("error.type", b"X"),)))
+    producer = build_producer(kafka_settings)
+    try:
+        with caplog.at_level(logging.WARNING, logger="ridestream.stream.fastpath"):
+            assert not appends_directly(producer)
+            assert send_all(producer, outputs) == 201
+    finally:
+        producer.close()
+
+    warnings = [r for r in caplog.records if r.name == "ridestream.stream.fastpath"]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+    assert "KafkaProducer.send" in warnings[0].getMessage()
+    records = read_all(kafka_settings, topic, expect=201)
+    assert sorted(r.value for r in records) == sorted(o.value for o in outputs)
+    for record in records:
+        assert record.partition == (kafka_murmur2(record.key) & 0x7FFFFFFF) % 3
+    assert_sent_order_kept_per_partition(records, outputs)
 
 
 def test_send_all_fills_batch_after_batch_in_order(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pytest
@@ -19,7 +18,6 @@ from ridestream.events import (
     RuleFired,
     WindowQuality,
 )
-from ridestream.kafka import BatchStats
 from ridestream.metrics import (
     BATCH_SECONDS_BUCKETS,
     PREFIX,
@@ -27,6 +25,7 @@ from ridestream.metrics import (
     batch_recorder,
     partition_lags,
 )
+from ridestream.stream.loop import BatchStats
 
 WALL = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -272,29 +271,10 @@ def test_non_numeric_model_version_keeps_the_last_number(
     assert value(registry, "ridestream_model_version", service="predictor") == 7
 
 
-def test_replay_producer_counts_events_out(registry: CollectorRegistry, metrics: Metrics) -> None:
-    metrics.record_produced("producer", "rides.requested", 1000)
-    metrics.record_produced("producer", "rides.requested", 24)
-
-    assert (
-        value(registry, "ridestream_events_out_total", service="producer", topic="rides.requested")
-        == 1024
-    )
-
-
-@dataclass
-class BatchStatsByTopic(BatchStats):
-    """BatchStats with the per-topic counts proposed for ridestream.kafka."""
-
-    polled_by_topic: dict[str, int] = field(default_factory=dict)
-    dead_letters_by_topic: dict[str, int] = field(default_factory=dict)
-    produced_by_topic: dict[str, int] = field(default_factory=dict)
-
-
 def test_per_topic_counts_give_one_series_per_topic(
     registry: CollectorRegistry, metrics: Metrics
 ) -> None:
-    stats = BatchStatsByTopic(
+    stats = BatchStats(
         polled=30,
         valid=29,
         dead_letters=1,

@@ -11,8 +11,8 @@ import pytest
 from predictor.predict import ServingModel, batch_handler, encode_predictions, predict_rides
 from ridestream.events import DurationPredicted, RideRequested, decode, encode
 from ridestream.features import FEATURES, PICKUP_TIME, RIDE_ID, TARGET, build_features
-from ridestream.kafka import Received
 from ridestream.model import fit
+from ridestream.stream.messages import Received
 
 PRODUCED_AT = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -11,7 +11,7 @@ from predictor.predict import ServingModel
 from predictor.stats import ThroughputLog
 from predictor.swap import ModelHolder, ModelWatcher
 from ridestream.events import ModelPromoted, encode
-from ridestream.kafka import BatchStats
+from ridestream.stream.loop import BatchStats
 
 
 def serving(version: str) -> ServingModel:

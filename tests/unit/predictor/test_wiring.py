@@ -8,8 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from predictor.__main__ import transactional_id, tune_gc
+from predictor.service import transactional_id
 from predictor.settings import PredictorOptions, PredictorSettings
+from ridestream.runner import tune_gc
 
 
 @pytest.fixture

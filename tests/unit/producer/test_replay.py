@@ -22,7 +22,16 @@ from producer.replay import (
     replay,
     rides_of,
 )
-from ridestream.events import RideCompleted, RideRequested, decode, encode
+from ridestream.events import (
+    MAX_DURATION_MIN,
+    MAX_PASSENGER_COUNT,
+    MAX_TRIP_DISTANCE_MI,
+    MAX_VENDOR_ID,
+    RideCompleted,
+    RideRequested,
+    decode,
+    encode,
+)
 from ridestream.trips import TripBatch, iter_trip_batches, month_path
 
 
@@ -352,3 +361,33 @@ def test_events_are_byte_identical_to_what_pydantic_encodes(shared_data_dir: Pat
     for event, value in zip(send.events(), send.values, strict=True):
         assert encode(event) == value
     assert len(send.values) > 19_900
+
+
+def test_events_written_from_templates_are_what_pydantic_encodes_at_every_bound() -> None:
+    # No data files needed: nulls, fractions, microseconds and each bound of the models (the
+    # replay's templates and skip rules are written apart from ridestream.events).
+    send = Recorder()
+    pickups = ["2021-01-01T00:00:00.000001", "2021-01-01T00:01:00", "2021-01-01T00:02:00"]
+    stats = replay(
+        [
+            batch(
+                pickups * 2,
+                [60.5, 0.0, MAX_DURATION_MIN * 60] * 2,
+                pu=[1.0, 265.0, 7.0, 1.0, 266.0, 7.0],
+                distance=[0.0, 0.1, MAX_TRIP_DISTANCE_MI, 0.0, 0.1, MAX_TRIP_DISTANCE_MI + 1],
+                vendor=[np.nan, 0.0, MAX_VENDOR_ID, MAX_VENDOR_ID + 1, 0.0, 0.0],
+                passengers=[MAX_PASSENGER_COUNT, np.nan, 0.0, 0.0, 0.0, MAX_PASSENGER_COUNT + 1],
+            )
+        ],
+        send,
+        ReplayOptions(),
+    )
+
+    assert len(send.values) == 6  # the first three rides: one event each way
+    for event, value in zip(send.events(), send.values, strict=True):
+        assert encode(event) == value
+    assert sum(stats.skipped.values()) == 3  # each bound + 1 is refused, as pydantic refuses it
+    with pytest.raises(ValidationError):
+        RideRequested.model_validate(
+            {**send.events()[0].model_dump(), "vendor_id": MAX_VENDOR_ID + 1}
+        )

@@ -9,8 +9,8 @@ import pytest
 from kafka.errors import KafkaTimeoutError
 from kafka.future import Future
 
-from producer.__main__ import DeliveryFailedError, KafkaSink
 from producer.replay import Encoded
+from producer.sink import DeliveryFailedError, KafkaSink
 
 
 class RefusingProducer:

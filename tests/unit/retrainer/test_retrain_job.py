@@ -6,8 +6,7 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
-from retrainer.__main__ import completed_rides
-from retrainer.buffer import RideBuffer
+from retrainer.buffer import RideBuffer, completed_rides
 from retrainer.retrain import retrain
 from retrainer.settings import RetrainerOptions, RetrainerSettings
 from ridestream.events import RideCompleted

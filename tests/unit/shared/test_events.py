@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
 
 from ridestream.events import (
+    MODEL_UPDATES,
     ColumnDrift,
     DriftDetected,
     DriftWindowClosed,
@@ -19,8 +21,10 @@ from ridestream.events import (
     RuleFired,
     WindowQuality,
     decode,
+    decode_model_update,
     encode,
 )
+from ridestream.stream.codec import decode_record
 
 PICKUP = datetime(2021, 1, 5, 8, 30)
 DROPOFF = datetime(2021, 1, 5, 8, 52)
@@ -215,3 +219,68 @@ def test_events_are_immutable() -> None:
     ride = RideRequested(**requested())  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="frozen"):
         ride.trip_distance = 3.0  # type: ignore[misc]
+
+
+# models.updates values exactly as the code before the ModelUpdate union wrote them
+# (`encode(ModelPromoted(...))`, `encode(ModelRejected(...))`): no type field.
+PROMOTED_ON_THE_TOPIC = (
+    b'{"schema_version":1,"event_time":"2026-11-28T17:36:59.576803Z","promotion_id":"p1",'
+    b'"model_name":"m","version":"2","previous_version":"1","reason":"drift",'
+    b'"trigger_alert_id":null,"metrics":{}}'
+)
+REJECTED_ON_THE_TOPIC = (
+    b'{"schema_version":1,"event_time":"2026-11-28T17:36:59.576840Z","rejection_id":"r1",'
+    b'"model_name":"m","version":"3","champion_version":"2","trigger_alert_id":null,'
+    b'"metrics":{}}'
+)
+
+
+def test_model_update_reads_promotions_and_rejections_already_on_the_topic() -> None:
+    promoted = decode_model_update(PROMOTED_ON_THE_TOPIC)
+    rejected = decode_model_update(REJECTED_ON_THE_TOPIC)
+
+    assert isinstance(promoted, ModelPromoted)
+    assert (promoted.promotion_id, promoted.version, promoted.reason) == ("p1", "2", "drift")
+    assert isinstance(rejected, ModelRejected)
+    assert (rejected.rejection_id, rejected.version, rejected.champion_version) == ("r1", "3", "2")
+
+
+@pytest.mark.parametrize("event", EVERY_EVENT[-2:], ids=lambda e: type(e).__name__)
+def test_model_update_round_trips_what_the_retrainer_encodes(event) -> None:
+    assert decode_model_update(encode(event)) == event
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b'{"version": "1"}',
+        b"[1]",
+        b"not json",
+        b'{"promotion_id": "p1"}',
+        REJECTED_ON_THE_TOPIC[:-1],
+    ],
+)
+def test_model_update_refuses_what_is_neither_update(value: bytes) -> None:
+    with pytest.raises(ValidationError):
+        decode_model_update(value)
+
+
+def test_a_record_with_both_ids_is_refused_as_the_promotion_it_claims_to_be() -> None:
+    both = PROMOTED_ON_THE_TOPIC.replace(b'"promotion_id"', b'"rejection_id":"r1","promotion_id"')
+    with pytest.raises(ValidationError, match="rejection_id"):
+        decode_model_update(both)
+
+
+@dataclass
+class _Record:
+    value: bytes
+    topic: str = "models.updates"
+
+
+def test_the_stream_loop_decodes_models_updates_with_the_union() -> None:
+    assert isinstance(
+        decode_record(_Record(REJECTED_ON_THE_TOPIC), MODEL_UPDATES, 1_000), ModelRejected
+    )
+    assert isinstance(
+        decode_record(_Record(PROMOTED_ON_THE_TOPIC), MODEL_UPDATES, 1_000), ModelPromoted
+    )

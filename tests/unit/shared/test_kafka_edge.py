@@ -8,12 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from ridestream.events import RideRequested
-from ridestream.kafka import (
-    DEAD_LETTER_MAX_VALUE_BYTES,
-    PoisonRecordError,
-    dead_letter,
-    decode_record,
-)
+from ridestream.stream.codec import PoisonRecordError, decode_record
+from ridestream.stream.deadletter import DEAD_LETTER_MAX_VALUE_BYTES, dead_letter
 
 
 @dataclass

@@ -7,7 +7,7 @@ import random
 import numpy as np
 from kafka.partitioner.default import murmur2 as kafka_murmur2
 
-from ridestream.kafka import murmur2, partitions_for_keys
+from ridestream.stream.fastpath import murmur2, partitions_for_keys
 
 
 def test_murmur2_matches_kafka_for_keys_of_every_length() -> None:

@@ -16,11 +16,16 @@ from mlflow.protos.databricks_pb2 import (
 )
 from requests.exceptions import ConnectionError as RequestsConnectionError
 
-from retrainer.backoff import Backoff, RegistryUnavailableError, backoff_delays_s, is_transient
 from retrainer.promotion import announce_missing_promotion, promote_and_announce
 from retrainer.settings import RetrainerOptions
 from ridestream.events import Event, ModelPromoted
 from ridestream.registry import CHAMPION, PREVIOUS, ModelInfo, ModelNotFoundError
+from ridestream.registry_retry import (
+    Backoff,
+    RegistryUnavailableError,
+    backoff_delays_s,
+    is_transient,
+)
 
 NAME = "ride-duration"
 

@@ -1,4 +1,4 @@
-"""Bounded exponential backoff for the retrainer's calls to the MLflow registry.
+"""Bounded exponential backoff for the services' calls to the MLflow registry.
 
 A registry that does not answer (server restarting, network blip, SQLite locked) is a transient
 fault (DESIGN.md, Errors): each registry call of a training run is retried on its own, with
@@ -6,8 +6,8 @@ waits of `backoff_s`, 2 × `backoff_s`, 4 × ... capped at `max_backoff_s`, for 
 `attempts` tries. Every call retried is idempotent (a read, an alias move, a tag), so retrying
 one step never repeats or skips another: a promotion is finished step by step or not at all.
 When the attempts are spent, or a stop request (SIGTERM) ends a wait, `RegistryUnavailableError`
-ends the service with a non-zero exit (a supervisor restarts it; the alert was not committed, so
-it is trained for again).
+ends the service with a non-zero exit (a supervisor restarts it; what was not committed is
+processed again: the retrainer trains for the alert again, the monitor reads the batch again).
 
 Anything that is not a transient registry fault (a bug, a version that does not exist) is
 raised at once.
@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
+
+from pydantic import BaseModel, Field
 
 log = logging.getLogger(__name__)
 
@@ -132,3 +134,24 @@ class Backoff:
 
 
 NO_RETRY = Backoff()
+
+
+class RegistryRetryOptions(BaseModel):
+    """The registry retry knobs of a service's settings section
+    (`RIDESTREAM_<SERVICE>__REGISTRY_RETRY_*`)."""
+
+    # An unreachable registry is retried per call, waiting backoff_s, 2x, 4x ... capped at
+    # registry_retry_max_backoff_s; the defaults wait 1+2+4+8+16+30+30 = 91 s in all before
+    # the service exits non-zero.
+    registry_retry_attempts: int = Field(default=8, ge=1)
+    registry_retry_backoff_s: float = Field(default=1.0, ge=0)
+    registry_retry_max_backoff_s: float = Field(default=30.0, ge=0)
+
+    @property
+    def registry_backoff(self) -> Backoff:
+        """The retry policy of every registry call the service makes."""
+        return Backoff(
+            self.registry_retry_attempts,
+            self.registry_retry_backoff_s,
+            self.registry_retry_max_backoff_s,
+        )
