@@ -11,9 +11,11 @@ Kafka: every ride of a day is in its window, and every ride has its label.
   window RMSE >= the champion's validation RMSE x 1.2;
 - new: the reference reweighted to each window's hour-of-week mix, and the quality test.
 
-Counts are windows where a rule fires (before debounce and cooldown), by day type (weekday,
-Saturday, Sunday/holiday) and by rule. "demo" is the demo's replay: a real shift (2022), where
-the loop must still alert.
+Counts: alerts (after the default debounce of 1 and cooldown of 3 windows, no promotion), and
+windows where a rule fires, by day type (weekday, Saturday, Sunday/holiday) and by rule. Per
+month, a retrain check says whether an alert there could have paid: a challenger fitted on the
+month's first 14 days against the champion on the rest of the month. "demo" is the demo's
+replay: a real shift (2022), where the loop must still alert.
 
 Run: python bench/alert_rate.py [--cases 2021 2022 2023 demo] [--cat-threshold 0.2 ...]
 """
@@ -22,16 +24,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from monitor.alerts import AlertState
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 DATA_DIR = Path(os.environ.get("RIDESTREAM_TEST_DATA_DIR", ROOT.parent / "shared" / "data"))
 
 CASES = {
@@ -50,10 +51,12 @@ class Tally:
     windows: Counter[str]
     fired: Counter[str]  # by day type
     rules: Counter[str]
+    state: AlertState
+    alerts: int = 0
 
     @classmethod
     def empty(cls) -> Tally:
-        return cls(Counter(), Counter(), Counter())
+        return cls(Counter(), Counter(), Counter(), AlertState())
 
 
 def read_month(month: str) -> pd.DataFrame:
@@ -67,6 +70,22 @@ def day_type(day: pd.Timestamp) -> str:
     from monitor.calendar import pickup_day_types
 
     return NAMES[int(pickup_day_types(pd.DatetimeIndex([day]))[0])]
+
+
+def retrain_check(model: object, rides: pd.DataFrame, month: str) -> str:
+    """Would a retrain have paid in this month? A challenger fitted on its first 14 days (the
+    retrainer's buffer) against the champion on its remaining days (the promotion margin: 2 %)."""
+    from ridestream.features import PICKUP_TIME
+    from ridestream.model import DEFAULT_KIND, evaluate, fit
+
+    cut = pd.Timestamp(f"{month}-15")
+    recent, later = rides[rides[PICKUP_TIME] < cut], rides[rides[PICKUP_TIME] >= cut]
+    champion = evaluate(model, later)["rmse"]
+    challenger = evaluate(fit(DEFAULT_KIND, recent), later)["rmse"]
+    return (
+        f"{month}: retrain check on days 15+: champion rmse {champion:.3f}, challenger of days "
+        f"1-14 {challenger:.3f} ({challenger / champion - 1:+.1%})"
+    )
 
 
 def run_case(name: str, args: argparse.Namespace) -> tuple[Tally, Tally, list[str]]:
@@ -99,6 +118,7 @@ def run_case(name: str, args: argparse.Namespace) -> tuple[Tally, Tally, list[st
             (rides[PICKUP_TIME] >= start) & (rides[PICKUP_TIME] < start + pd.offsets.MonthBegin())
         ]
         rides = rides.assign(**{PREDICTION: predict(model, rides)})
+        lines.append(retrain_check(model, rides, month))
         for day, window in rides.groupby(rides[PICKUP_TIME].dt.floor("D")):
             current = {
                 "trip_distance": window["trip_distance"].to_numpy(dtype="float64"),
@@ -144,15 +164,18 @@ def run_case(name: str, args: argparse.Namespace) -> tuple[Tally, Tally, list[st
                 ):
                     fired.append("quality")
                 tally.windows[kind] += 1
+                tally.state, alert = tally.state.step("1", bool(fired), rules)
+                tally.alerts += alert
                 if fired:
                     tally.fired[kind] += 1
                 tally.rules.update(fired)
                 verdicts.append(
                     f"{label} {','.join(fired) or '-':40s}"
                     + (
-                        f" p {quality.p_value:.2g} rmse {quality.rmse:.2f}/{quality.expected_rmse:.2f}"
-                        f" deff {quality.design_effect:.2f}"
+                        f" p {quality.p_value:.2g} z {quality.z:.1f} rmse {quality.rmse:.2f}"
+                        f"/{quality.expected_rmse:.2f} deff {quality.design_effect:.2f}"
                         if quality.p_value is not None
+                        and quality.z is not None
                         and quality.expected_rmse is not None
                         and quality.rmse is not None
                         and quality.design_effect is not None
@@ -179,7 +202,7 @@ def main() -> int:
         f"{args.quality_min_rise}; cells >= {args.min_cell_rows} rows"
     )
     header = (
-        f"{'case':6s} {'rules':4s} {'windows':>8s} {'fired':>6s} "
+        f"{'case':6s} {'rules':4s} {'windows':>8s} {'alerts':>6s} {'fired':>6s} "
         + " ".join(f"{d:>9s}" for d in DAY_TYPES)
         + " "
         + " ".join(f"{r:>16s}" for r in RULES)
@@ -187,12 +210,11 @@ def main() -> int:
     print(header)
     for name in args.cases:
         old, new, lines = run_case(name, args)
-        if args.days:
-            print("\n".join(lines))
+        print("\n".join(line for line in lines if args.days or "retrain check" in line))
         for label, tally in (("old", old), ("new", new)):
             by_day = " ".join(f"{tally.fired[d]:>4d}/{tally.windows[d]:<4d}" for d in DAY_TYPES)
             print(
-                f"{name:6s} {label:4s} {sum(tally.windows.values()):>8d} "
+                f"{name:6s} {label:4s} {sum(tally.windows.values()):>8d} {tally.alerts:>6d} "
                 f"{sum(tally.fired.values()):>6d} {by_day} "
                 + " ".join(f"{tally.rules[r]:>16d}" for r in RULES),
                 flush=True,

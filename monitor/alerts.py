@@ -5,8 +5,9 @@ against the reference reweighted to the window's hour-of-week mix, see `monitor.
 window's error is significantly and materially above what the champion makes on such rides
 (`quality`, below). A window where a rule fires is "bad". An alert goes out after
 `debounce_windows` consecutive bad windows, then no new alert until a new champion (a window
-with another `reference_version`) or until `cooldown_windows` windows have passed. The state is rebuilt after a restart by feeding the
-published windows (and the rules that fired in each) through `AlertState.step` again.
+with another `reference_version`) or until `cooldown_windows` windows have passed. The state
+is rebuilt after a restart by feeding the published windows (and the rules that fired in each)
+through `AlertState.step` again.
 """
 
 from __future__ import annotations

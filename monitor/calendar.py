@@ -15,9 +15,9 @@ day type with fewer rows than that is merged with its neighbour (Saturday + Sund
 whole week). Every hour of the week maps to exactly one cell, so the cells partition the
 reference and the weights always sum to one.
 
-The reference holds each ride's `pickup_hour` (fractional) and `pickup_weekday`, not its date,
-so holidays inside the reference month count as the weekday they fell on (1 day in ~20); the
-window knows its dates, and its holidays are Sundays.
+References logged by `ridestream.training.reference_frame` hold each ride's pickup time, so
+holidays are Sundays in the reference as in the window. Older references hold only
+`pickup_hour` and `pickup_weekday`: their holidays count as the weekday they fell on.
 
 What makes it fail: a window whose cells hold almost no reference rides weighs a few rides
 heavily (their noise becomes the reference's: `min_cell_rows` bounds it); a change that
@@ -33,6 +33,8 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+
+from ridestream.features import PICKUP_TIME
 
 WEEKDAY, SATURDAY, SUNDAY = 0, 1, 2
 DAY_TYPES = ("weekday", "saturday", "sunday")
@@ -91,11 +93,28 @@ def _merged_day_groups(rows: np.ndarray, min_rows: int) -> list[list[int]]:
     return groups
 
 
+def reference_calendar(
+    frame: pd.DataFrame, holidays_as_sunday: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+    """Day type, hour of day and date of each reference row (date None without pickup times).
+
+    From the pickup times when the frame has them (references logged since the calendar), else
+    from `pickup_hour` and `pickup_weekday` (no holidays, no dates); None without either.
+    """
+    if PICKUP_TIME in frame:
+        times = pd.DatetimeIndex(frame[PICKUP_TIME])
+        dates = times.normalize().to_numpy(dtype="datetime64[D]")
+        return pickup_day_types(times, holidays_as_sunday), times.hour.to_numpy(), dates
+    if {"pickup_hour", "pickup_weekday"} <= set(frame.columns):
+        days = day_types(frame["pickup_weekday"].to_numpy())
+        return days, _hours(frame["pickup_hour"].to_numpy()), None
+    return None
+
+
 def build_cells(
-    pickup_hour: np.ndarray, pickup_weekday: np.ndarray, options: CalendarOptions
+    days: np.ndarray, hours: np.ndarray, options: CalendarOptions
 ) -> tuple[Cells, np.ndarray]:
-    """The cells of a reference (from its `pickup_hour` and `pickup_weekday`), and each row's."""
-    days, hours = day_types(pickup_weekday), _hours(pickup_hour)
+    """The cells of a reference (from each row's day type and hour of day), and each row's."""
     rows = np.zeros((len(DAY_TYPES), HOURS), dtype="int64")
     np.add.at(rows, (days, hours), 1)
     cell_of_hour = np.zeros((len(DAY_TYPES), HOURS), dtype="int64")

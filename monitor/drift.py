@@ -13,7 +13,7 @@ windows (`test_drift_numbers_equal_a_full_evidently_report_on_real_windows`).
 
 The calendar (see `monitor.calendar`): when the window gives its pickup times, the reference is
 reweighted to the window's hour-of-week mix before the tests, with the same test definitions and
-thresholds: Wasserstein on the weighted CDF (normed by the weighted std), Jensen-Shannon on the
+thresholds: Wasserstein on the weighted CDF (normed by the reference's std), Jensen-Shannon on the
 weighted category shares, and any test run through Evidently's own function on a deterministic
 weighted resample of the reference (as many rows as the reference has). With all weights equal
 this is the unweighted test, number for number.
@@ -40,6 +40,7 @@ from monitor.calendar import (
     Cells,
     build_cells,
     pickup_cells,
+    reference_calendar,
     reference_weights,
     window_mix,
 )
@@ -155,15 +156,17 @@ def prepare_reference(
 ) -> Reference:
     """Prepare a champion's reference frame (`FEATURES` + `PREDICTION` + `TARGET`) once.
 
-    `calendar`: how to cut the week into cells (None, or a frame without `pickup_hour` and
-    `pickup_weekday`: no calendar, every window is compared with the whole reference).
+    `calendar`: how to cut the week into cells (None, or a frame without pickup times nor
+    `pickup_hour` and `pickup_weekday`: no calendar, every window is compared with the whole
+    reference).
     """
     cells: Cells | None = None
     row_cells: np.ndarray | None = None
-    if calendar is not None and {"pickup_hour", "pickup_weekday"} <= set(frame.columns):
-        cells, row_cells = build_cells(
-            frame["pickup_hour"].to_numpy(), frame["pickup_weekday"].to_numpy(), calendar
-        )
+    dates: np.ndarray | None = None
+    known = None if calendar is None else reference_calendar(frame, calendar.holidays_as_sunday)
+    if calendar is not None and known is not None:
+        days, hours, dates = known
+        cells, row_cells = build_cells(days, hours, calendar)
     columns = tuple(
         [prepare_column(c, "numerical", frame[c], row_cells) for c in DRIFT_NUMERICAL]
         + [prepare_column(c, "categorical", frame[c], row_cells) for c in DRIFT_CATEGORICAL]
@@ -181,6 +184,7 @@ def prepare_reference(
             frame[TARGET].to_numpy(dtype="float64"),
             cells,
             row_cells,
+            dates,
         )
     return Reference(
         version,
@@ -244,8 +248,8 @@ def wasserstein_norm(
     The 1-D first Wasserstein distance is the area between the two empirical CDFs (what
     scipy.stats.wasserstein_distance integrates); both CDFs are step functions that only move
     at the distinct values, so it is computed over those instead of all the raw values.
-    `weights` (one per reference value, summing to 1) give the reweighted reference's CDF and
-    std; None: every value weighs the same (Evidently's own test).
+    `weights` (one per reference value, summing to 1) give the reweighted reference's CDF;
+    None: every value weighs the same (Evidently's own test).
     """
     current_distinct, current_counts = np.unique(current, return_counts=True)
     points = np.union1d(reference.distinct, current_distinct)
@@ -253,20 +257,21 @@ def wasserstein_norm(
         ref_cdf = np.concatenate(([0], reference.cumulative))[
             np.searchsorted(reference.distinct, points[:-1], side="right")
         ] / float(reference.rows)
-        std = reference.std
     else:
         values = reference.series.to_numpy()
         ordered = values[reference.order]
         ref_cdf = np.concatenate(([0.0], np.cumsum(weights[reference.order])))[
             np.searchsorted(ordered, points[:-1], side="right")
         ]
-        mean = float(np.dot(weights, values))
-        std = float(np.sqrt(np.dot(weights, (values - mean) ** 2)))
     cur_cdf = np.concatenate(([0], np.cumsum(current_counts)))[
         np.searchsorted(current_distinct, points[:-1], side="right")
     ] / float(len(current))
     wasserstein = float(np.sum(np.abs(ref_cdf - cur_cdf) * np.diff(points)))
-    return wasserstein / max(std, MIN_WASSERSTEIN_NORM)
+    # Also when weighted, the norm is the whole reference's std: the column's scale, not the
+    # window's mix. A cell-weighted std swings with the rare outlier a cell happens to hold
+    # (trip_distance: the Sunday cells' std without the reference's far outliers made one
+    # outlier ride of 2021-02-28 score 9.0).
+    return wasserstein / max(reference.std, MIN_WASSERSTEIN_NORM)
 
 
 def jensenshannon_categorical(
