@@ -40,7 +40,6 @@ from monitor.calendar import Cells, pickup_cells
 from ridestream.events import WindowQuality
 from ridestream.features import is_labelled
 
-
 # A reference day counts for the day-to-day variance with at least this many rides: its MSE is
 # then near-normal (DerSimonian-Laird's assumption), and the stray rides the TLC files date
 # years off their month (a few per date) are no day of the month.
