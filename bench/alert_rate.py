@@ -18,6 +18,7 @@ month's first 14 days against the champion on the rest of the month. "demo" is t
 replay: a real shift (2022), where the loop must still alert.
 
 Run: python bench/alert_rate.py [--cases 2021 2022 2023 demo] [--cat-threshold 0.2 ...]
+     [--window 6h] [--days]
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def run_case(name: str, args: argparse.Namespace) -> tuple[Tally, Tally, list[st
         ]
         rides = rides.assign(**{PREDICTION: predict(model, rides)})
         lines.append(retrain_check(model, rides, month))
-        for day, window in rides.groupby(rides[PICKUP_TIME].dt.floor("D")):
+        for day, window in rides.groupby(rides[PICKUP_TIME].dt.floor(args.window)):
             current = {
                 "trip_distance": window["trip_distance"].to_numpy(dtype="float64"),
                 "PULocationID": window["PULocationID"].astype(str).tolist(),
@@ -141,9 +142,9 @@ def run_case(name: str, args: argparse.Namespace) -> tuple[Tally, Tally, list[st
                     reference.errors,
                 )
                 event = DriftWindowClosed(
-                    window_id=f"1d:{day:%Y-%m-%d}",
+                    window_id=f"{args.window}:{day:%Y-%m-%dT%H:%M}",
                     window_start=day,
-                    event_time=day + pd.Timedelta(days=1),
+                    event_time=day + pd.Timedelta(args.window),
                     reference_version="1",
                     model_versions=["1"],
                     rides=len(window),
@@ -182,7 +183,7 @@ def run_case(name: str, args: argparse.Namespace) -> tuple[Tally, Tally, list[st
                         else ""
                     )
                 )
-            lines.append(f"{day:%Y-%m-%d} {kind:8s} {len(window):6d} " + " | ".join(verdicts))
+            lines.append(f"{day:%Y-%m-%dT%H} {kind:8s} {len(window):6d} " + " | ".join(verdicts))
     return old, new, lines
 
 
@@ -194,12 +195,13 @@ def main() -> int:
     parser.add_argument("--quality-alpha", type=float, default=0.01)
     parser.add_argument("--quality-min-rise", type=float, default=0.04)
     parser.add_argument("--min-cell-rows", type=int, default=200)
+    parser.add_argument("--window", default="1D", help="window length, as pandas says it (6h)")
     parser.add_argument("--days", action="store_true", help="also print every window")
     args = parser.parse_args()
     print(
         f"thresholds: cat {args.cat_threshold or 'Evidently'}, num "
         f"{args.num_threshold or 'Evidently'}; quality alpha {args.quality_alpha}, min rise "
-        f"{args.quality_min_rise}; cells >= {args.min_cell_rows} rows"
+        f"{args.quality_min_rise}; cells >= {args.min_cell_rows} rows; windows of {args.window}"
     )
     header = (
         f"{'case':6s} {'rules':4s} {'windows':>8s} {'alerts':>6s} {'fired':>6s} "
