@@ -106,6 +106,7 @@ class Reference:
     prediction: ColumnReference
     frame: pd.DataFrame  # the drift columns, for the Evidently snapshot
     cells: Cells | None  # the hour-of-week cells (None: the reference has no pickup times)
+    row_cells: np.ndarray | None  # the cell of each row of `frame`
     errors: ExpectedErrors | None  # the champion's squared errors per cell (quality test)
 
 
@@ -193,6 +194,7 @@ def prepare_reference(
         prediction,
         snapshot_frame.reset_index(drop=True),
         cells,
+        row_cells,
         errors,
     )
 
@@ -291,15 +293,30 @@ def jensenshannon_categorical(
     return float(distance.jensenshannon(ref_share, cur_share))
 
 
-def weighted_resample(series: pd.Series, weights: np.ndarray) -> pd.Series:
-    """As many rows as `series`, drawn by systematic resampling with `weights` (sum 1).
+def resample_positions(weights: np.ndarray) -> np.ndarray:
+    """As many row positions as `weights` has, drawn by systematic resampling (weights sum 1).
 
-    Deterministic (no random draw): row i of the result is the reference row where the
-    weights' running sum first passes (i + 0.5) / n, so each row appears about n × weight times.
+    Deterministic (no random draw): position i is the row where the weights' running sum first
+    passes (i + 0.5) / n, so each row appears about n × its weight times.
     """
-    n = len(series)
+    n = len(weights)
     positions = np.searchsorted(np.cumsum(weights), (np.arange(n) + 0.5) / n, side="right")
-    return series.iloc[np.minimum(positions, n - 1)].reset_index(drop=True)
+    return np.minimum(positions, n - 1)
+
+
+def weighted_resample(series: pd.Series, weights: np.ndarray) -> pd.Series:
+    """`series` resampled with `weights` (see `resample_positions`)."""
+    return series.iloc[resample_positions(weights)].reset_index(drop=True)
+
+
+def reweighted_frame(reference: Reference, pickup: pd.DatetimeIndex) -> pd.DataFrame:
+    """The reference frame resampled to the hour-of-week mix of rides picked up at `pickup`
+    (the frame as it is without calendar cells): what the Evidently snapshot compares with."""
+    if reference.cells is None or reference.row_cells is None or len(pickup) == 0:
+        return reference.frame
+    mix = window_mix(reference.cells, pickup_cells(reference.cells, pickup))
+    positions = resample_positions(reference_weights(mix, reference.row_cells))
+    return reference.frame.iloc[positions].reset_index(drop=True)
 
 
 def column_drift(
