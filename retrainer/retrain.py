@@ -90,6 +90,24 @@ def split_by_time(
     return ordered.iloc[:train_rows], ordered.iloc[train_rows:]
 
 
+def training_split(
+    rides: pd.DataFrame, options: RetrainerOptions
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | str:
+    """The labelled rides of a buffer snapshot, and their train and held-out parts
+    (`split_by_time`); or, with fewer than `min_labelled_rides`, why it cannot train.
+
+    The pure first step of `retrain`; the backtest (`backtest.engine`) calls it too, then
+    scores the champion and the challenger on the held-out part and asks `decide`."""
+    rides = labelled(rides)
+    if len(rides) < options.min_labelled_rides:
+        return (
+            f"{len(rides):,} labelled rides in the buffer, fewer than the "
+            f"{options.min_labelled_rides:,} needed to train"
+        )
+    train, holdout = split_by_time(rides, options.holdout_fraction)
+    return rides, train, holdout
+
+
 def pickup_range(rides: pd.DataFrame) -> str:
     """`first..last` pickup time of a rides frame (minutes), empty for no rides."""
     if rides.empty:
@@ -126,17 +144,12 @@ def retrain(
     timings: dict[str, float] = {}
     alerts = list(alert_ids)
     trigger = alerts[-1] if alerts else None
-    rides = labelled(rides)
-    if len(rides) < options.min_labelled_rides:
-        reason = (
-            f"{len(rides):,} labelled rides in the buffer, fewer than the "
-            f"{options.min_labelled_rides:,} needed to train"
-        )
-        log.warning("retraining skipped for alert %s: %s", trigger, reason)
-        return RetrainOutcome("skipped", reason, alerts, rows=len(rides))
-
     with _timed(timings, "split"):
-        train, holdout = split_by_time(rides, options.holdout_fraction)
+        prepared = training_split(rides, options)
+    if isinstance(prepared, str):
+        log.warning("retraining skipped for alert %s: %s", trigger, prepared)
+        return RetrainOutcome("skipped", prepared, alerts, rows=len(labelled(rides)))
+    rides, train, holdout = prepared
 
     registry = ModelRegistry(mlflow)
     backoff = options.registry_backoff

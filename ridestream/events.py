@@ -159,6 +159,12 @@ class WindowQuality(BaseModel):
     rmse: float | None
     mae: float | None
     mean_error: float | None
+    # The quality test against the champion's reference (monitor.quality); None without one.
+    expected_rmse: float | None = None
+    z: float | None = None
+    p_value: float | None = Field(default=None, ge=0, le=1)
+    design_effect: float | None = None
+    blocks: int | None = Field(default=None, ge=0)  # hourly blocks the variance comes from
 
 
 class DriftWindowClosed(Event):

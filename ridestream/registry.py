@@ -204,7 +204,8 @@ class ModelRegistry:
             return mlflow.sklearn.load_model(f"models:/{self.name}/{version}")
 
     def load_reference(self, version: str | int) -> pd.DataFrame:
-        """The reference frame stored with a version (`FEATURES` + `PREDICTION` + `TARGET`)."""
+        """The reference frame stored with a version (`FEATURES` + `PREDICTION` + `TARGET`, and
+        `PICKUP_TIME` in references logged since the monitor's calendar)."""
         info = self.version(version)
         if info.run_id is None:
             raise ModelNotFoundError(f"{self.name} version {version} has no run")
