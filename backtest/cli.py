@@ -39,9 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
             "retraining policy, and score what each policy served on the same labelled rides. "
             "Policies: never (the first champion all along); weekly / daily (retrain every "
             "Monday 00:00 / every day 00:00 on the labelled rides of the last 14 days, swap "
-            "without a gate); loop (the project's policy: retrain on every drift alert, "
-            "promote through the retrainer's gate, zero retraining latency). Models stay in "
-            "memory (no broker, no MLflow)."
+            "without a gate); loop (the project's policy: retrain on every drift alert, zero "
+            "retraining latency; a challenger that passes the retrainer's offline check is "
+            "judged by the live gate on the rides picked up after its training data and "
+            "serves only once the gate promotes it); loop-offline (the same, promoted on the "
+            "offline check alone). Models stay in memory (no broker, no MLflow)."
         ),
         epilog=(
             "The monitor runs with its defaults except the demo's drift thresholds "
@@ -123,6 +125,7 @@ def backtest_config(
     from backtest.engine import BacktestConfig
     from monitor.service import monitor_config
     from monitor.settings import MonitorOptions
+    from retrainer.gate import GateOptions
     from retrainer.settings import RetrainerOptions
 
     options = MonitorOptions(
@@ -131,7 +134,9 @@ def backtest_config(
         num_threshold=DEMO_DRIFT_THRESHOLD,
         cat_threshold=DEMO_DRIFT_THRESHOLD,
     )
-    return BacktestConfig(monitor_config(options), RetrainerOptions(), model_name)
+    retrainer = RetrainerOptions()
+    gate = GateOptions(margin=retrainer.margin)
+    return BacktestConfig(monitor_config(options), retrainer, model_name, gate)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

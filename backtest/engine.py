@@ -10,6 +10,11 @@ the policy says whether to retrain; a gated retraining is the retrainer's own st
 (`retrainer.retrain.training_split`, `ridestream.model.fit` / `evaluate`,
 `retrainer.decision.decide`), and a new champion serves from the end of the window on (zero
 retraining latency) with its reference in the monitor (`ridestream.training.reference_frame`).
+Under the live gate (`Policy.live_gate`) a challenger that passes the offline check serves
+nothing yet: at the end of every slice the rides dropped off in it that were picked up after
+the challenger's training data are predicted by both models, added to the gate's hourly
+blocks, and `retrainer.gate.judge` decides at the slice's end, as the retrainer does at its
+drop-off watermark.
 
 Models stay in memory (no MLflow). Closing each window at its end instead of by watermark is
 what zero latency means: in the Kafka loop a window closes `lateness` later and training takes
@@ -37,6 +42,7 @@ from monitor.pipeline import MonitorConfig, MonitorPipeline
 from predictor.predict import ServingModel, predict_rides
 from retrainer.buffer import RideBuffer
 from retrainer.decision import Decision, decide
+from retrainer.gate import BlockSums, GateOptions, block_sums, judge, merge_blocks
 from retrainer.retrain import pickup_range, training_split
 from retrainer.settings import RetrainerOptions
 from ridestream.events import DriftDetected, DriftWindowClosed, RideCompleted, RideRequested
@@ -83,6 +89,8 @@ class BacktestConfig:
     monitor: MonitorConfig
     retrainer: RetrainerOptions = field(default_factory=RetrainerOptions)
     model_name: str = "ride-duration"
+    # The live gate (policies with `live_gate`), with the retrainer's margin.
+    gate: GateOptions = field(default_factory=GateOptions)
 
 
 def prepare_model(
@@ -134,12 +142,31 @@ def gated_retraining(
     return GatedRetraining(challenger, holdout, decision, pickup_range(rides), len(rides))
 
 
+@dataclass
+class Candidate:
+    """A challenger under live evaluation: predicted beside the champion until the gate
+    decides. `started`: the newest drop-off of its training data; the rides picked up from
+    then on are the ones it is judged on."""
+
+    version: str
+    model: Any
+    holdout: pd.DataFrame
+    offline: Decision
+    started: datetime
+    at: datetime
+    alert_ids: tuple[str, ...]
+    data_range: str
+    rows: int
+    seconds: float
+    blocks: dict[datetime, BlockSums] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class Retraining:
     """One retraining of a policy: when, why, on what, and what came of it."""
 
     at: datetime
-    status: str  # promoted, rejected or skipped
+    status: str  # promoted, rejected, skipped, or undecided (the replay ended first)
     reason: str
     alert_ids: tuple[str, ...]
     version: str | None
@@ -303,6 +330,7 @@ class PolicyRun:
         self.previous_end: datetime | None = None
         self.offset = 0
         self._replaced: Model | None = None  # the model the one in service replaced
+        self.candidate: Candidate | None = None  # under the live gate
 
     def step(self, batch: SliceBatch) -> None:
         """Serve the rides picked up in one slice, close what ends with it, act."""
@@ -316,12 +344,69 @@ class PolicyRun:
             self.offset += 1
         self.buffer.append(batch.dropped_off)
         self._close(join.close(batch.end), batch.rides)
+        if self.candidate is not None:
+            self._judge_candidate(self.candidate, batch.dropped_off, batch.end)
 
     def finish(self) -> None:
         """At the end of the replay, close what the monitor closes when its partitions go idle:
         the windows that end by the newest event time less the lateness."""
         join = self.monitor.join
         self._close(join.close(join.watermark(idle=list(join.partition_max))), None)
+        if self.candidate is not None:
+            self._decided(self.candidate, "undecided", "the replay ended before the gate decided")
+
+    def _judge_candidate(
+        self, candidate: Candidate, dropped_off: pd.DataFrame, watermark: datetime
+    ) -> None:
+        """Add the rides dropped off since the last look to the gate's blocks; let it decide."""
+        rides = labelled(dropped_off)
+        rides = rides[rides[PICKUP_TIME] >= candidate.started]
+        if not rides.empty:
+            features = build_features(rides)
+            candidate.blocks = merge_blocks(
+                candidate.blocks,
+                block_sums(
+                    rides[PICKUP_TIME],
+                    predict_features(self.serving.model, features),
+                    predict_features(candidate.model, features),
+                    rides[TARGET].to_numpy(),
+                    self.config.gate.block,
+                ),
+            )
+        decision = judge(candidate.blocks, candidate.started, watermark, self.config.gate)
+        if decision.verdict == "promote":
+            self._decided(candidate, "promoted", decision.reason)
+            self._swap(
+                watermark,
+                prepare_model(
+                    candidate.version,
+                    candidate.model,
+                    candidate.holdout,
+                    candidate.offline.challenger_rmse,
+                ),
+            )
+        elif decision.verdict == "reject":
+            self._decided(candidate, "rejected", decision.reason)
+
+    def _decided(self, candidate: Candidate, status: str, reason: str) -> None:
+        self.candidate = None
+        self.result.retrainings.append(
+            Retraining(
+                candidate.at,
+                status,
+                reason,
+                candidate.alert_ids,
+                candidate.version,
+                candidate.data_range,
+                candidate.rows,
+                candidate.seconds,
+            )
+        )
+
+    def _swap(self, at: datetime, new: Model) -> None:
+        self.result.swaps.append(Swap(at, new.version, self.serving.version))
+        self._replaced, self.serving = self.serving, new
+        self.monitor.use_reference(new.version)
 
     def _close(self, windows: Sequence[ClosedWindow], slice_rides: pd.DataFrame | None) -> None:
         for window in windows:
@@ -392,6 +477,22 @@ class PolicyRun:
                     )
                 )
                 return
+            if outcome.decision.promote and self.policy.live_gate:
+                if self.candidate is not None:
+                    self._decided(self.candidate, "rejected", f"superseded by version {version}")
+                self.candidate = Candidate(
+                    version,
+                    outcome.model,
+                    outcome.holdout,
+                    outcome.decision,
+                    pd.Timestamp(snapshot[DROPOFF_TIME].max()).to_pydatetime(),
+                    at,
+                    alert_ids,
+                    outcome.data_range,
+                    outcome.rows,
+                    time.perf_counter() - started,
+                )
+                return
             status = "promoted" if outcome.decision.promote else "rejected"
             # The retrainer registers the challenger with its held-out RMSE as `val_rmse`.
             new = (
@@ -434,9 +535,7 @@ class PolicyRun:
             )
         )
         if new is not None:
-            self.result.swaps.append(Swap(at, version, self.serving.version))
-            self._replaced, self.serving = self.serving, new
-            self.monitor.use_reference(version)
+            self._swap(at, new)
 
 
 @dataclass(frozen=True)

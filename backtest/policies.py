@@ -25,6 +25,10 @@ class Policy:
     buffer_days: float | None = None
     # True: the retrainer's split and promotion rule decide; False: the new model swaps in.
     gated: bool = False
+    # With `gated`: True, a challenger that passes the offline check is judged on the rides
+    # that come after it by the live gate (`retrainer.gate`) before it serves; False, the
+    # offline check alone promotes it.
+    live_gate: bool = False
     # Whether the policy acts on drift alerts (only then does alert precision mean anything).
     on_alerts: bool = False
 
@@ -60,7 +64,8 @@ class Schedule(Policy):
 @dataclass(frozen=True)
 class Loop(Policy):
     """The project's own policy: retrain on every drift alert, promote through the gate, with
-    zero retraining latency (the swap takes effect at the end of the alerting window)."""
+    zero retraining latency (training ends with the alerting window; with the offline gate the
+    swap takes effect there, with the live gate once the gate decides)."""
 
     def wants_retraining(
         self, window_end: datetime, previous_end: datetime, alerts: list[DriftDetected]
@@ -81,5 +86,6 @@ POLICIES: dict[str, Policy] = {
     "never": Never("never"),
     "weekly": Schedule("weekly", buffer_days=SCHEDULE_BUFFER_DAYS, every=timedelta(days=7)),
     "daily": Schedule("daily", buffer_days=SCHEDULE_BUFFER_DAYS, every=timedelta(days=1)),
-    "loop": Loop("loop", gated=True, on_alerts=True),
+    "loop": Loop("loop", gated=True, live_gate=True, on_alerts=True),
+    "loop-offline": Loop("loop-offline", gated=True, on_alerts=True),
 }

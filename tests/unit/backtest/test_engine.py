@@ -15,6 +15,7 @@ from backtest.policies import POLICIES, Schedule
 from backtest.report import PLOT_ID, build_page, to_json
 from monitor.pipeline import MonitorConfig
 from monitor.windows import WindowSpec
+from retrainer.gate import GateOptions
 from retrainer.settings import RetrainerOptions
 from ridestream.features import DROPOFF_TIME, PICKUP_TIME, RIDE_ID, TARGET
 
@@ -74,6 +75,8 @@ def results(champion: Model, replay: pd.DataFrame) -> dict:
         monitor=MonitorConfig(spec=WindowSpec(DAY), lateness=timedelta(hours=12)),
         # The loop trains on the last day: the slow rides only.
         retrainer=RetrainerOptions(buffer_days=1, min_labelled_rides=250),
+        # 300 rides a day: the live gate may decide on a day's rides.
+        gate=GateOptions(min_rides=250),
     )
     outcomes, _ = run_backtest(list(POLICIES.values()), replay, champion, config)
     return {r.policy.name: r for r in outcomes}
@@ -92,8 +95,8 @@ def test_never_serves_the_first_champion_all_along(results):
     assert never.retrains == 0 and never.swaps == []
 
 
-def test_loop_serves_a_promoted_challenger_from_the_end_of_the_alerting_window(results):
-    loop = results["loop"]
+def test_offline_loop_serves_a_promoted_challenger_from_the_end_of_the_alerting_window(results):
+    loop = results["loop-offline"]
     promoted = next(r for r in loop.retrainings if r.status == "promoted")
     assert promoted.at > START + 4 * DAY  # the slowdown, not the normal days, earned it
     window_id = promoted.alert_ids[-1].removeprefix("alert:")
@@ -101,6 +104,23 @@ def test_loop_serves_a_promoted_challenger_from_the_end_of_the_alerting_window(r
     assert loop.windows[index].event_time == promoted.at
     assert loop.served_versions[index] != promoted.version
     assert loop.served_versions[index + 1] == promoted.version
+
+
+def test_live_gate_serves_a_challenger_only_once_a_day_of_its_rides_proved_it(results):
+    loop = results["loop"]
+    promoted = next(r for r in loop.retrainings if r.status == "promoted")
+    swap = next(s for s in loop.swaps if s.version == promoted.version)
+    # Trained at the end of the alerting window; judged on the rides picked up after its
+    # training data for at least the gate's minimum span (24 h), plus the last ride's 60 min.
+    assert swap.at >= promoted.at + DAY
+    assert "better beyond the margin" in promoted.reason
+    served_before = [
+        version
+        for version, window in zip(loop.served_versions, loop.windows, strict=True)
+        if window.event_time <= swap.at
+    ]
+    assert promoted.version not in served_before
+    assert loop.served_versions[-1] == promoted.version
 
 
 def test_the_loop_serves_the_slow_days_better_than_never(results):
