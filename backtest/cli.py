@@ -125,7 +125,6 @@ def backtest_config(
     from backtest.engine import BacktestConfig
     from monitor.service import monitor_config
     from monitor.settings import MonitorOptions
-    from retrainer.gate import GateOptions
     from retrainer.settings import RetrainerOptions
 
     options = MonitorOptions(
@@ -134,9 +133,7 @@ def backtest_config(
         num_threshold=DEMO_DRIFT_THRESHOLD,
         cat_threshold=DEMO_DRIFT_THRESHOLD,
     )
-    retrainer = RetrainerOptions()
-    gate = GateOptions(margin=retrainer.margin)
-    return BacktestConfig(monitor_config(options), retrainer, model_name, gate)
+    return BacktestConfig(monitor_config(options), RetrainerOptions(), model_name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

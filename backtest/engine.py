@@ -11,10 +11,10 @@ the policy says whether to retrain; a gated retraining is the retrainer's own st
 `retrainer.decision.decide`), and a new champion serves from the end of the window on (zero
 retraining latency) with its reference in the monitor (`ridestream.training.reference_frame`).
 Under the live gate (`Policy.live_gate`) a challenger that passes the offline check serves
-nothing yet: at the end of every slice the rides dropped off in it that were picked up after
-the challenger's training data are predicted by both models, added to the gate's hourly
-blocks, and `retrainer.gate.judge` decides at the slice's end, as the retrainer does at its
-drop-off watermark.
+nothing yet: it is the retrainer's own `retrainer.live.LiveEvaluation`, fed at the end of every
+slice with the rides dropped off in it and looking at the slice's end (every drop-off before it
+is in, as at the retrainer's watermark): the same rides, blocks and looks. A promoted
+challenger serves from the end of the slice whose look promoted it.
 
 Models stay in memory (no MLflow). Closing each window at its end instead of by watermark is
 what zero latency means: in the Kafka loop a window closes `lateness` later and training takes
@@ -42,10 +42,16 @@ from monitor.pipeline import MonitorConfig, MonitorPipeline
 from predictor.predict import ServingModel, predict_rides
 from retrainer.buffer import RideBuffer
 from retrainer.decision import Decision, decide
-from retrainer.gate import BlockSums, GateOptions, block_sums, judge, merge_blocks
-from retrainer.retrain import pickup_range, training_split
+from retrainer.live import LiveEvaluation
+from retrainer.retrain import evaluation_start, pickup_range, training_split
 from retrainer.settings import RetrainerOptions
-from ridestream.events import DriftDetected, DriftWindowClosed, RideCompleted, RideRequested
+from ridestream.events import (
+    ChallengerStarted,
+    DriftDetected,
+    DriftWindowClosed,
+    RideCompleted,
+    RideRequested,
+)
 from ridestream.features import (
     DROPOFF_TIME,
     PICKUP_TIME,
@@ -89,8 +95,6 @@ class BacktestConfig:
     monitor: MonitorConfig
     retrainer: RetrainerOptions = field(default_factory=RetrainerOptions)
     model_name: str = "ride-duration"
-    # The live gate (policies with `live_gate`), with the retrainer's margin.
-    gate: GateOptions = field(default_factory=GateOptions)
 
 
 def prepare_model(
@@ -123,6 +127,7 @@ class GatedRetraining:
     decision: Decision
     data_range: str
     rows: int
+    evaluation_start: datetime
 
 
 def gated_retraining(
@@ -139,26 +144,29 @@ def gated_retraining(
     challenger = fit(options.model_kind, train)
     challenger_rmse = evaluate(challenger, holdout)["rmse"]
     decision = decide(challenger_rmse, champion_rmse, options.margin)
-    return GatedRetraining(challenger, holdout, decision, pickup_range(rides), len(rides))
+    return GatedRetraining(
+        challenger, holdout, decision, pickup_range(rides), len(rides), evaluation_start(rides)
+    )
 
 
 @dataclass
 class Candidate:
-    """A challenger under live evaluation: predicted beside the champion until the gate
-    decides. `started`: the newest drop-off of its training data; the rides picked up from
-    then on are the ones it is judged on."""
+    """A challenger under live evaluation (the retrainer's own gate state) and what the
+    retraining that made it will report once the gate decides."""
 
-    version: str
+    evaluation: LiveEvaluation
     model: Any
     holdout: pd.DataFrame
     offline: Decision
-    started: datetime
     at: datetime
     alert_ids: tuple[str, ...]
     data_range: str
     rows: int
     seconds: float
-    blocks: dict[datetime, BlockSums] = field(default_factory=dict)
+
+    @property
+    def version(self) -> str:
+        return self.evaluation.version
 
 
 @dataclass(frozen=True)
@@ -358,35 +366,22 @@ class PolicyRun:
     def _judge_candidate(
         self, candidate: Candidate, dropped_off: pd.DataFrame, watermark: datetime
     ) -> None:
-        """Add the rides dropped off since the last look to the gate's blocks; let it decide."""
-        rides = labelled(dropped_off)
-        rides = rides[rides[PICKUP_TIME] >= candidate.started]
-        if not rides.empty:
-            features = build_features(rides)
-            candidate.blocks = merge_blocks(
-                candidate.blocks,
-                block_sums(
-                    rides[PICKUP_TIME],
-                    predict_features(self.serving.model, features),
-                    predict_features(candidate.model, features),
-                    rides[TARGET].to_numpy(),
-                    self.config.gate.block,
-                ),
+        """Count the rides dropped off since the last look; let the gate look up to `watermark`."""
+        candidate.evaluation.add(dropped_off)
+        decided = candidate.evaluation.look(watermark)
+        if decided is None:
+            return
+        if decided.decision.verdict == "promote":
+            self._decided(candidate, "promoted", decided.decision.reason)
+            new = prepare_model(
+                candidate.version,
+                candidate.model,
+                candidate.holdout,
+                candidate.offline.challenger_rmse,
             )
-        decision = judge(candidate.blocks, candidate.started, watermark, self.config.gate)
-        if decision.verdict == "promote":
-            self._decided(candidate, "promoted", decision.reason)
-            self._swap(
-                watermark,
-                prepare_model(
-                    candidate.version,
-                    candidate.model,
-                    candidate.holdout,
-                    candidate.offline.challenger_rmse,
-                ),
-            )
-        elif decision.verdict == "reject":
-            self._decided(candidate, "rejected", decision.reason)
+            self._swap(watermark, new)
+        else:
+            self._decided(candidate, "rejected", decided.decision.reason)
 
     def _decided(self, candidate: Candidate, status: str, reason: str) -> None:
         self.candidate = None
@@ -480,12 +475,27 @@ class PolicyRun:
             if outcome.decision.promote and self.policy.live_gate:
                 if self.candidate is not None:
                     self._decided(self.candidate, "rejected", f"superseded by version {version}")
+                started_event = ChallengerStarted(
+                    challenge_id=f"{self.config.model_name}:{version}",
+                    event_time=datetime.now(UTC),
+                    model_name=self.config.model_name,
+                    version=version,
+                    champion_version=self.serving.version,
+                    gate="shadow",
+                    canary_fraction=0.0,
+                    evaluation_start=outcome.evaluation_start,
+                    trigger_alert_ids=list(alert_ids),
+                )
+                evaluation = LiveEvaluation(
+                    started_event, self.serving.model, outcome.model, options.gate_options
+                )
+                # The rides the buffer holds past the cut-off count at once, as in the retrainer.
+                evaluation.add(snapshot)
                 self.candidate = Candidate(
-                    version,
+                    evaluation,
                     outcome.model,
                     outcome.holdout,
                     outcome.decision,
-                    pd.Timestamp(snapshot[DROPOFF_TIME].max()).to_pydatetime(),
                     at,
                     alert_ids,
                     outcome.data_range,

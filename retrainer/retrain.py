@@ -108,6 +108,14 @@ def training_split(
     return rides, train, holdout
 
 
+def evaluation_start(rides: pd.DataFrame) -> datetime:
+    """The training data's cut-off in event time, where a live evaluation starts: the newest
+    drop-off (the newest pickup for rides without one). Only rides picked up after it are
+    unseen by a challenger trained on `rides`."""
+    column = DROPOFF_TIME if DROPOFF_TIME in rides else PICKUP_TIME
+    return pd.Timestamp(rides[column].max()).to_pydatetime()
+
+
 def pickup_range(rides: pd.DataFrame) -> str:
     """`first..last` pickup time of a rides frame (minutes), empty for no rides."""
     if rides.empty:
@@ -265,10 +273,7 @@ def retrain(
         rows=len(rides),
         timings_s=timings,
         metrics=metrics,
-        # The training data's cut-off in event time: only rides picked up after it are unseen.
-        evaluation_start=pd.Timestamp(rides[DROPOFF_TIME].max()).to_pydatetime()
-        if DROPOFF_TIME in rides
-        else pd.Timestamp(rides[PICKUP_TIME].max()).to_pydatetime(),
+        evaluation_start=evaluation_start(rides),
         champion_model=champion_model if status == "challenger" else None,
         challenger_model=trained.model if status == "challenger" else None,
     )

@@ -15,7 +15,6 @@ from backtest.policies import POLICIES, Schedule
 from backtest.report import PLOT_ID, build_page, to_json
 from monitor.pipeline import MonitorConfig
 from monitor.windows import WindowSpec
-from retrainer.gate import GateOptions
 from retrainer.settings import RetrainerOptions
 from ridestream.features import DROPOFF_TIME, PICKUP_TIME, RIDE_ID, TARGET
 
@@ -74,9 +73,8 @@ def results(champion: Model, replay: pd.DataFrame) -> dict:
     config = BacktestConfig(
         monitor=MonitorConfig(spec=WindowSpec(DAY), lateness=timedelta(hours=12)),
         # The loop trains on the last day: the slow rides only.
-        retrainer=RetrainerOptions(buffer_days=1, min_labelled_rides=250),
         # 300 rides a day: the live gate may decide on a day's rides.
-        gate=GateOptions(min_rides=250),
+        retrainer=RetrainerOptions(buffer_days=1, min_labelled_rides=250, gate_min_rides=250),
     )
     outcomes, _ = run_backtest(list(POLICIES.values()), replay, champion, config)
     return {r.policy.name: r for r in outcomes}
