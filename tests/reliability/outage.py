@@ -174,11 +174,13 @@ class Service:
 
 
 class MlflowServer:
-    """A real `mlflow server` on 127.0.0.1 (SQLite backend store, artifacts served through
-    the server), which a test stops and starts again on the same port and store."""
+    """A real `mlflow server` on 127.0.0.1 (SQLite backend store in `folder`, or the database
+    at `backend_store_uri`; artifacts served through the server), which a test stops and
+    starts again on the same port and store."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, backend_store_uri: str | None = None) -> None:
         self.folder = folder
+        self.backend_store_uri = backend_store_uri or f"sqlite:///{folder / 'mlflow.db'}"
         (self.port,) = free_ports(1)
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -203,7 +205,7 @@ class MlflowServer:
         log_file = (self.folder / f"server-{self.starts}.log").open("wb")
         command = [
             *(sys.executable, "-m", "mlflow", "server"),
-            *("--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}"),
+            *("--backend-store-uri", self.backend_store_uri),
             *("--serve-artifacts", "--artifacts-destination", str(self.folder / "artifacts")),
             *("--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"),
         ]

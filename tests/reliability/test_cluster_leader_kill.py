@@ -28,6 +28,7 @@ import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 
+from predictor.settings import PredictorOptions
 from ridestream import kafka_broker
 from ridestream.settings import BrokerSettings, KafkaSettings, MlflowSettings
 from ridestream.stream.admin import create_topics
@@ -183,7 +184,8 @@ def test_killing_the_leading_broker_loses_no_ride(
 
     lost = replayed - len(requested)
     duplicates = sum(predicted.values()) - len(predicted)
-    bound = 1 * int(env.get("RIDESTREAM_PREDICTOR__MAX_POLL_RECORDS", "5000"))
+    # As the crash tests: one batch per disruption (here one, the broker's crash).
+    bound = PredictorOptions().max_poll_records
     log.info(
         "leader kill -9 on a %d-broker cluster: broker %d (led %d of %d partitions of %s) killed "
         "at %d predictions, replay %s; leaders moved in %.1f s, predictions resumed %.1f s "
