@@ -16,11 +16,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from ridestream.demo import Processes
-from ridestream.events import RideCompleted
+from ridestream.events import DriftDetected, RideCompleted, RuleFired
 from ridestream.features import PICKUP_TIME, RIDE_ID, TARGET
 from ridestream.kafka_broker import free_ports
 from ridestream.model import LINEAR
@@ -65,6 +65,19 @@ def register_champion(mlflow: MlflowSettings, *, seed: int = 35, promote: bool =
         promote=promote,
     )
     return trained.info.version
+
+
+def quality_alert(alert_id: str, model_version: str, window_id: str) -> DriftDetected:
+    """A DriftDetected as the monitor sends it when the quality rule fires (a day's window of
+    January 2021): what makes the retrainer train a challenger."""
+    return DriftDetected(
+        alert_id=alert_id,
+        event_time=datetime(2021, 1, 29),
+        window_id=window_id,
+        window_start=datetime(2021, 1, 28),
+        model_version=model_version,
+        rules=[RuleFired(rule="quality", value=9.1, threshold=7.0, detail="rmse")],
+    )
 
 
 def completions(count: int, seed: int, slope: float) -> list[RideCompleted]:

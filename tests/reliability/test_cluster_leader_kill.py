@@ -30,11 +30,12 @@ from kafka.admin import ConfigResource, ConfigResourceType
 
 from predictor.settings import PredictorOptions
 from ridestream import kafka_broker
-from ridestream.settings import BrokerSettings, KafkaSettings, MlflowSettings
+from ridestream.settings import BrokerSettings, KafkaSettings
 from ridestream.stream.admin import create_topics
 from ridestream.topics import Topics
 from tests import tripdata
-from tests.reliability.outage import Service, register_champion, service_env, wait_until
+from tests.reliability.crash import champion_store
+from tests.reliability.outage import Service, service_env, wait_until
 from tests.reliability.topic_io import read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.faults]
@@ -99,15 +100,7 @@ def test_killing_the_leading_broker_loses_no_ride(
     assert {len(p["replica_nodes"]) for p in partitions_of(admin, watched)} == {3}
     assert {_min_insync(admin, name) for name in watched} == {"2"}
 
-    name = "ride-duration-" + topic_prefix.strip(".")
-    store = tmp_path / "mlflow"
-    mlflow = MlflowSettings(
-        tracking_uri=f"sqlite:///{store}/mlflow.db",
-        artifact_location=str(store / "artifacts"),
-        experiment=name,
-        model_name=name,
-    )
-    register_champion(mlflow)
+    mlflow = champion_store(tmp_path / "mlflow", "ride-duration-" + topic_prefix.strip("."))
     env = service_env(
         kafka, topic_prefix, mlflow, PREDICTOR__GROUP_ID=group_id, PREDICTOR__LOG_INTERVAL_S="5"
     )

@@ -16,13 +16,12 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from retrainer.retrain import CHALLENGER
-from ridestream.events import DriftDetected, ModelPromoted, RuleFired, decode_model_update
+from ridestream.events import ModelPromoted, decode_model_update
 from ridestream.model import LINEAR
 from ridestream.registry import PREVIOUS, ModelRegistry
 from ridestream.settings import KafkaSettings
@@ -33,6 +32,7 @@ from tests.reliability.outage import (
     MlflowServer,
     Service,
     completions,
+    quality_alert,
     register_champion,
     service_env,
     wait_until,
@@ -111,15 +111,7 @@ def test_train_promote_hot_swap_and_models_work_against_mlflow_on_postgres(
         produce(kafka, topics.rides_requested, list(before))
         served_before = predictions_of(kafka, topics.rides_predictions, {r.ride_id for r in before})
 
-        alert = DriftDetected(
-            alert_id=f"alert-{group_id}",
-            event_time=datetime(2021, 1, 29),
-            window_id="w-postgres",
-            window_start=datetime(2021, 1, 28),
-            model_version=champion,
-            rules=[RuleFired(rule="quality", value=9.1, threshold=7.0, detail="rmse")],
-        )
-        produce(kafka, topics.drift_alerts, [alert])
+        produce(kafka, topics.drift_alerts, [quality_alert(f"a-{group_id}", champion, "w-pg")])
 
         def promoted() -> list[ModelPromoted]:
             records = read_topic(kafka, topics.models_updates, expect=10**9, timeout_s=2.0)

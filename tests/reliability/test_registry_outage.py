@@ -20,18 +20,15 @@ import logging
 import re
 import time
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from retrainer.retrain import CHALLENGER
 from ridestream.events import (
-    DriftDetected,
     DurationPredicted,
     Event,
     ModelPromoted,
-    RuleFired,
     decode,
     decode_model_update,
     encode,
@@ -47,6 +44,7 @@ from tests.reliability.outage import (
     MlflowServer,
     Service,
     completions,
+    quality_alert,
     register_champion,
     service_env,
     wait_until,
@@ -168,14 +166,7 @@ def test_registry_outage_predictor_keeps_serving_and_retrainer_finishes_the_prom
         produce(kafka, topics.rides_requested, list(during))
         served_during = predictions_of(kafka, topics.rides_predictions, {r.ride_id for r in during})
         predictor.wait_for_log(r"champion check failed \(keeping the current model\)", 30)
-        alert = DriftDetected(
-            alert_id=f"alert-{group_id}",
-            event_time=datetime(2021, 1, 29),
-            window_id="w-outage",
-            window_start=datetime(2021, 1, 28),
-            model_version=champion,
-            rules=[RuleFired(rule="quality", value=9.1, threshold=7.0, detail="rmse")],
-        )
+        alert = quality_alert(f"alert-{group_id}", champion, "w-outage")
         produce(kafka, topics.drift_alerts, [alert])
         wait_until(
             "the retrainer retries the registry twice",
