@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             where = kafka_broker.bootstrap_servers(nodes)
             print(f"stopped {stopped} broker(s) at {where}" if stopped else "no broker was running")
         else:
-            print("\n".join(_describe(kafka_broker.status(node)) for node in nodes))
+            print("\n\n".join(_describe(kafka_broker.status(node)) for node in nodes))
     except BrokerError as exc:
         print(f"ridestream broker {args.command}: {exc}", file=sys.stderr)
         return 1
