@@ -418,7 +418,8 @@ def _broker_pid(files: _Files) -> int | None:
         pid = int(files.pid.read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if _pid_alive(pid) and _is_kafka(pid) else None
+    # A broker this process launched is known; its /proc cmdline may not show java yet.
+    return pid if _pid_alive(pid) and (pid in _children or _is_kafka(pid)) else None
 
 
 def _pid_alive(pid: int) -> bool:
