@@ -37,6 +37,14 @@ MLFLOW_START_TIMEOUT_S = 90.0
 # The champion learns 3.5 min per mile; rides of a "drifted" city take 5.5 (see completions).
 CHAMPION_SLOPE = 3.5
 
+# The retrainer on the tests' synthetic or real January rides: a linear model (seconds to train),
+# the whole month in its buffer, a challenger once 1,000 rides are labelled (service_env names).
+RETRAIN_QUICKLY = {
+    "RETRAINER__MIN_LABELLED_RIDES": "1000",
+    "RETRAINER__BUFFER_DAYS": "60",
+    "RETRAINER__MODEL_KIND": LINEAR,
+}
+
 
 def service_env(
     kafka: KafkaSettings, topic_prefix: str, mlflow: MlflowSettings, **extra: str

@@ -25,14 +25,19 @@ import pytest
 from monitor.snapshots import PROJECT_NAME
 from ridestream.events import DriftWindowClosed, decode
 from ridestream.kafka_broker import free_ports
-from ridestream.model import LINEAR
 from ridestream.settings import KafkaSettings
 from ridestream.stream.admin import create_topics
 from ridestream.topics import Topics
 from tests import tripdata
 from tests.reliability.crash import champion_store
 from tests.reliability.evidently_ui import EvidentlyUi, render
-from tests.reliability.outage import Service, quality_alert, service_env, wait_until
+from tests.reliability.outage import (
+    RETRAIN_QUICKLY,
+    Service,
+    quality_alert,
+    service_env,
+    wait_until,
+)
 from tests.reliability.prometheus import (
     SCRAPE_INTERVAL_S,
     PrometheusServer,
@@ -47,7 +52,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.faul
 log = logging.getLogger("tests.dashboard_queries")
 
 # A day and a half of January (~4,000 rides) at 20,000x: a few seconds of sending.
-LAG_BURST = 30_000
+LAG_BURST, LAG_BATCH = 40_000, 100
 REPLAY = ("--start", "2021-01-12T00:00", "--end", "2021-01-13T12:00", "--speed", "20000")
 
 
@@ -70,7 +75,13 @@ def test_every_dashboard_query_returns_a_series_that_moved_during_a_loop_run(
     create_topics(kafka, topics.all_with_dead_letters())
     ports = dict(zip(("predictor", "monitor", "retrainer"), free_ports(3), strict=True))
     options = {
-        "predictor": {"PREDICTOR__GROUP_ID": f"{group_id}-p", "PREDICTOR__ALIAS_CHECK_S": "1"},
+        # Small batches: the burst below then takes the predictor hundreds of batches, seconds
+        # in which every scrape sees it lag (at 5,000 a batch it is gone between two scrapes).
+        "predictor": {
+            "PREDICTOR__GROUP_ID": f"{group_id}-p",
+            "PREDICTOR__ALIAS_CHECK_S": "1",
+            "PREDICTOR__MAX_POLL_RECORDS": str(LAG_BATCH),
+        },
         "monitor": {
             "MONITOR__GROUP_ID": f"{group_id}-m",
             "MONITOR__WINDOW": "6h",
@@ -80,12 +91,7 @@ def test_every_dashboard_query_returns_a_series_that_moved_during_a_loop_run(
             "MONITOR__REPORTS_DIR": str(tmp_path / "reports"),
             "MONITOR__WORKSPACE": str(workspace),
         },
-        "retrainer": {
-            "RETRAINER__GROUP_ID": f"{group_id}-r",
-            "RETRAINER__MIN_LABELLED_RIDES": "1000",
-            "RETRAINER__BUFFER_DAYS": "60",
-            "RETRAINER__MODEL_KIND": LINEAR,
-        },
+        "retrainer": {"RETRAINER__GROUP_ID": f"{group_id}-r", **RETRAIN_QUICKLY},
     }
     services = {
         service: Service(
@@ -113,8 +119,8 @@ def test_every_dashboard_query_returns_a_series_that_moved_during_a_loop_run(
         services["retrainer"].wait_for_log(r"retrainer ready", timeout_s=120)
         wait_until("Prometheus scrapes all three", lambda: prometheus.targets_up() == 3, 60)
         produce_raw(kafka, topics.rides_requested, [(b"poison", b"not json")])
-        # A burst the predictor needs several batches for, so that a scrape sees it lag behind
-        # (the replay alone is predicted as fast as it arrives: its lag stays at zero).
+        # A burst the predictor needs many batches for, so that scrapes see it lag behind (the
+        # replay alone is predicted as fast as it arrives: its lag stays at zero).
         produce(kafka, topics.rides_requested, [ride(n, "burst") for n in range(LAG_BURST)])
         replay.start()
         wait_until("the replay ends", lambda: replay.exited() is not None, timeout_s=180)

@@ -22,13 +22,13 @@ import pytest
 
 from retrainer.retrain import CHALLENGER
 from ridestream.events import ModelPromoted, decode_model_update
-from ridestream.model import LINEAR
 from ridestream.registry import PREVIOUS, ModelRegistry
 from ridestream.settings import KafkaSettings
 from ridestream.stream.admin import create_topics
 from ridestream.topics import Topics
 from tests.environment import broker_and_registry_environment
 from tests.reliability.outage import (
+    RETRAIN_QUICKLY,
     MlflowServer,
     Service,
     completions,
@@ -96,9 +96,7 @@ def test_train_promote_hot_swap_and_models_work_against_mlflow_on_postgres(
             topic_prefix,
             mlflow,
             RETRAINER__GROUP_ID=f"{group_id}-retrainer",
-            RETRAINER__MIN_LABELLED_RIDES="1000",
-            RETRAINER__BUFFER_DAYS="60",
-            RETRAINER__MODEL_KIND=LINEAR,
+            **RETRAIN_QUICKLY,
         ),
         tmp_path,
     )

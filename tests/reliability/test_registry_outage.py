@@ -35,12 +35,12 @@ from ridestream.events import (
     utc_now,
 )
 from ridestream.kafka_broker import free_ports
-from ridestream.model import LINEAR
 from ridestream.registry import PREVIOUS, ModelRegistry
 from ridestream.settings import KafkaSettings, MlflowSettings
 from ridestream.stream.admin import create_topics
 from ridestream.topics import Topics
 from tests.reliability.outage import (
+    RETRAIN_QUICKLY,
     MlflowServer,
     Service,
     completions,
@@ -141,9 +141,7 @@ def test_registry_outage_predictor_keeps_serving_and_retrainer_finishes_the_prom
             topic_prefix,
             mlflow,
             RETRAINER__GROUP_ID=f"{group_id}-retrainer",
-            RETRAINER__MIN_LABELLED_RIDES="1000",
-            RETRAINER__BUFFER_DAYS="60",
-            RETRAINER__MODEL_KIND=LINEAR,
+            **RETRAIN_QUICKLY,
             RETRAINER__POLL_TIMEOUT_MS="100",
             **{f"RETRAINER__REGISTRY_RETRY_{k}": v for k, v in RETRY.items()},
         ),
