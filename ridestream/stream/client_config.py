@@ -153,8 +153,9 @@ def librdkafka_config(config: Mapping[str, Any], role: Role) -> dict[str, Any]:
     if role == "producer":
         translated["partitioner"] = "murmur2_random"
     if "transactional.id" in translated:
-        # librdkafka refuses a delivery timeout longer than the transaction's.
-        translated["message.timeout.ms"] = min(
-            translated.get("message.timeout.ms", 300_000), translated["transaction.timeout.ms"]
-        )
+        # librdkafka refuses a delivery or request timeout longer than the transaction's.
+        for name in ("message.timeout.ms", "socket.timeout.ms"):
+            translated[name] = min(
+                translated.get(name, 300_000), translated["transaction.timeout.ms"]
+            )
     return translated

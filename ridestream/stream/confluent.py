@@ -71,7 +71,13 @@ class _Client:
 
     def __init__(self, config: Mapping[str, Any], role: Role) -> None:
         self.config = dict(config)
-        self._librdkafka = {**librdkafka_config(config, role), "error_cb": self._on_error}
+        self._librdkafka = {
+            **librdkafka_config(config, role),
+            "error_cb": self._on_error,
+            # librdkafka's own log lines through `logging` (else they go to stderr), served by
+            # the polls like every callback.
+            "logger": logging.getLogger("librdkafka"),
+        }
         self._login_refused: confluent_kafka.KafkaError | None = None
 
     def _on_error(self, error: confluent_kafka.KafkaError) -> None:
@@ -262,6 +268,15 @@ class ConfluentConsumer(_Client):
                 return int(committed.offset)
         low, high = self._watermarks(partition)
         return low if self.config.get("auto_offset_reset") == "earliest" else high
+
+    def committed(self, partition: TopicPartition) -> int | None:
+        """The group's committed offset of `partition` (None when it has none)."""
+        where = ConfluentPartition(partition.topic, partition.partition)
+        try:
+            [found] = self._consumer.committed([where], timeout=self._timeout_s)
+        except KafkaException as error:
+            raise _raised(error) from error
+        return int(found.offset) if found.offset >= 0 else None
 
     def highwater(self, partition: TopicPartition) -> int | None:
         """The high watermark the last fetch of `partition` reported (None before one)."""

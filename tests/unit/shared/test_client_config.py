@@ -157,6 +157,7 @@ def test_transactional_producer_delivery_timeout_fits_the_transaction() -> None:
     config = librdkafka_config(producer_config(settings, transactional_id="t-1"), "producer")
     assert config["transactional.id"] == "t-1"
     assert config["message.timeout.ms"] == 7_000
+    assert config["socket.timeout.ms"] == 7_000
 
 
 def test_exactly_once_consumer_reads_committed_on_both_clients() -> None:
