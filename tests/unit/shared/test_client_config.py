@@ -27,88 +27,40 @@ NON_DEFAULT: dict[str, Any] = {
     "sasl_password": "a-real-secret",
     "ssl_cafile": Path("/etc/ridestream/ca.pem"),
     "client_id": "ridestream-test",
-    "max_message_bytes": 2_000_000,
+    "max_message_bytes": 2**21,
     "request_timeout_ms": 12_345,
     "bootstrap_timeout_ms": 4_321,
     "reconnect_backoff_max_ms": 2_222,
     "session_timeout_ms": 9_000,
     "transaction_timeout_ms": 7_777,
 }
+
+
+def both(keyword: str, value: Any, name: str, librdkafka_value: Any) -> list[tuple]:
+    """The same row for the consumer and the producer."""
+    return [(role, keyword, value, name, librdkafka_value) for role in ("consumer", "producer")]
+
+
+SERVERS = ["10.0.0.1:9092", "10.0.0.2:9092"]
+CA = "/etc/ridestream/ca.pem"
 EXPECTED: dict[str, list[tuple[str, str, Any, str, Any]]] = {
-    "bootstrap_servers": [
-        (
-            "consumer",
-            "bootstrap_servers",
-            ["10.0.0.1:9092", "10.0.0.2:9092"],
-            "bootstrap.servers",
-            "10.0.0.1:9092,10.0.0.2:9092",
-        ),
-        (
-            "producer",
-            "bootstrap_servers",
-            ["10.0.0.1:9092", "10.0.0.2:9092"],
-            "bootstrap.servers",
-            "10.0.0.1:9092,10.0.0.2:9092",
-        ),
-    ],
-    "security_protocol": [
-        ("consumer", "security_protocol", "SASL_SSL", "security.protocol", "SASL_SSL"),
-        ("producer", "security_protocol", "SASL_SSL", "security.protocol", "SASL_SSL"),
-    ],
-    "sasl_mechanism": [
-        ("consumer", "sasl_mechanism", "SCRAM-SHA-512", "sasl.mechanism", "SCRAM-SHA-512"),
-        ("producer", "sasl_mechanism", "SCRAM-SHA-512", "sasl.mechanism", "SCRAM-SHA-512"),
-    ],
-    "sasl_username": [
-        ("consumer", "sasl_plain_username", "rides", "sasl.username", "rides"),
-        ("producer", "sasl_plain_username", "rides", "sasl.username", "rides"),
-    ],
-    "sasl_password": [
-        ("consumer", "sasl_plain_password", "a-real-secret", "sasl.password", "a-real-secret"),
-        ("producer", "sasl_plain_password", "a-real-secret", "sasl.password", "a-real-secret"),
-    ],
-    "ssl_cafile": [
-        (
-            "consumer",
-            "ssl_cafile",
-            "/etc/ridestream/ca.pem",
-            "ssl.ca.location",
-            "/etc/ridestream/ca.pem",
-        ),
-        (
-            "producer",
-            "ssl_cafile",
-            "/etc/ridestream/ca.pem",
-            "ssl.ca.location",
-            "/etc/ridestream/ca.pem",
-        ),
-    ],
-    "client_id": [
-        ("consumer", "client_id", "ridestream-test", "client.id", "ridestream-test"),
-        ("producer", "client_id", "ridestream-test", "client.id", "ridestream-test"),
-    ],
+    "bootstrap_servers": both("bootstrap_servers", SERVERS, "bootstrap.servers", ",".join(SERVERS)),
+    "security_protocol": both("security_protocol", "SASL_SSL", "security.protocol", "SASL_SSL"),
+    "sasl_mechanism": both("sasl_mechanism", "SCRAM-SHA-512", "sasl.mechanism", "SCRAM-SHA-512"),
+    "sasl_username": both("sasl_plain_username", "rides", "sasl.username", "rides"),
+    "sasl_password": both("sasl_plain_password", "a-real-secret", "sasl.password", "a-real-secret"),
+    "ssl_cafile": both("ssl_cafile", CA, "ssl.ca.location", CA),
+    "client_id": both("client_id", "ridestream-test", "client.id", "ridestream-test"),
     "max_message_bytes": [
-        (
-            "consumer",
-            "max_partition_fetch_bytes",
-            2_000_000,
-            "max.partition.fetch.bytes",
-            2_000_000,
-        ),
-        ("producer", "max_request_size", 2_065_536, "message.max.bytes", 2_065_536),
+        ("consumer", "max_partition_fetch_bytes", 2**21, "max.partition.fetch.bytes", 2**21),
+        ("producer", "max_request_size", 2**21 + 2**16, "message.max.bytes", 2**21 + 2**16),
     ],
-    "request_timeout_ms": [
-        ("consumer", "request_timeout_ms", 12_345, "socket.timeout.ms", 12_345),
-        ("producer", "request_timeout_ms", 12_345, "socket.timeout.ms", 12_345),
-    ],
-    "bootstrap_timeout_ms": [
-        ("consumer", "bootstrap_timeout_ms", 4_321, "bootstrap_timeout_ms", 4_321),
-        ("producer", "bootstrap_timeout_ms", 4_321, "bootstrap_timeout_ms", 4_321),
-    ],
-    "reconnect_backoff_max_ms": [
-        ("consumer", "reconnect_backoff_max_ms", 2_222, "reconnect.backoff.max.ms", 2_222),
-        ("producer", "reconnect_backoff_max_ms", 2_222, "reconnect.backoff.max.ms", 2_222),
-    ],
+    "request_timeout_ms": both("request_timeout_ms", 12_345, "socket.timeout.ms", 12_345),
+    # Applied by the confluent adapter from the same configuration (ADAPTER_KEYS).
+    "bootstrap_timeout_ms": both("bootstrap_timeout_ms", 4_321, "bootstrap_timeout_ms", 4_321),
+    "reconnect_backoff_max_ms": both(
+        "reconnect_backoff_max_ms", 2_222, "reconnect.backoff.max.ms", 2_222
+    ),
     "session_timeout_ms": [
         ("consumer", "session_timeout_ms", 9_000, "session.timeout.ms", 9_000),
         ("consumer", "heartbeat_interval_ms", 3_000, "heartbeat.interval.ms", 3_000),
