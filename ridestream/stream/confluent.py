@@ -393,8 +393,14 @@ class ConfluentProducer(_Client):
             raise KafkaTimeoutError(f"{left} messages not delivered in {timeout} s")
 
     def partitions_for(self, topic: str) -> set[int]:
-        """The partition ids of `topic` (empty when the broker does not know it)."""
-        return self._metadata_partitions(self._producer, topic) or set()
+        """The partition ids of `topic`, waiting up to max_block_ms for the metadata of a topic
+        created a moment ago (as kafka-python does); raises KafkaTimeoutError after that."""
+        deadline = time.monotonic() + self._max_block_s
+        while not (partitions := self._metadata_partitions(self._producer, topic)):
+            if time.monotonic() > deadline:
+                raise KafkaTimeoutError(f"no metadata for topic {topic}")
+            time.sleep(0.1)
+        return partitions
 
     def _transaction(self, method: str, *args: Any) -> None:
         try:
