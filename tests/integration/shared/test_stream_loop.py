@@ -406,3 +406,55 @@ def test_a_transactional_topic_is_read_to_its_end_without_aborted_records(
     assert values == [b"v0", b"v2"]
     assert time.monotonic() - started < 20  # reached the end, not the 30 s timeout
     assert count_records(client_settings, topic) == 6  # 3 records, 3 markers
+
+
+def test_a_consumer_joining_the_group_takes_partitions_and_no_ride_is_lost(
+    client_settings: KafkaSettings, topic_prefix: str, group_id: str
+) -> None:
+    # A second loop joins while the first is mid-stream: the group rebalances, each loop ends
+    # up with partitions of its own, and every ride is answered (at-least-once across it).
+    source, sink = f"{topic_prefix}in", f"{topic_prefix}out"
+    create_topics(client_settings, [source, sink, dead_letter_topic(source)], partitions=2)
+    rides = [ride(n) for n in range(400)]
+    produce(client_settings, source, [(r.key.encode(), encode(r)) for r in rides])
+    answered: set[bytes] = set()
+    stop = threading.Event()
+
+    def slow_echo(batch: list[Received]) -> list[Outgoing]:
+        time.sleep(0.05)  # slow enough for the second loop to join before the end
+        outputs = echo_to(sink)(batch)
+        answered.update(o.key for o in outputs if o.key is not None)
+        if len(answered) == len(rides):
+            stop.set()
+        return outputs
+
+    errors: list[BaseException] = []
+
+    def run(loop: StreamLoop) -> None:
+        try:
+            loop.run(slow_echo, stop)
+        except BaseException as error:  # shown by the assertion below
+            errors.append(error)
+            stop.set()
+
+    loops = [make_loop(client_settings, source, group_id, max_records=5) for _ in range(2)]
+    timer = threading.Timer(90, stop.set)
+    timer.start()
+    first = threading.Thread(target=run, args=(loops[0],))
+    first.start()
+    deadline = time.monotonic() + 60
+    while loops[0].stats.valid < 20 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    second = threading.Thread(target=run, args=(loops[1],))
+    second.start()
+    first.join(120)
+    second.join(120)
+    timer.cancel()
+    for loop in loops:
+        loop.consumer.close()
+        loop.producer.close()
+
+    assert not errors, errors
+    assert all(loop.stats.valid > 0 for loop in loops), [loop.stats.valid for loop in loops]
+    out = read_all(client_settings, sink, expect=len(rides))
+    assert {r.key for r in out} == {r.key.encode() for r in rides}
