@@ -415,7 +415,7 @@ def test_a_consumer_joining_the_group_takes_partitions_and_no_ride_is_lost(
     # up with partitions of its own, and every ride is answered (at-least-once across it).
     source, sink = f"{topic_prefix}in", f"{topic_prefix}out"
     create_topics(client_settings, [source, sink, dead_letter_topic(source)], partitions=2)
-    rides = [ride(n) for n in range(400)]
+    rides = [ride(n) for n in range(1_000)]
     produce(client_settings, source, [(r.key.encode(), encode(r)) for r in rides])
     answered: set[bytes] = set()
     stop = threading.Event()
