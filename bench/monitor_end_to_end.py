@@ -113,7 +113,7 @@ def confluent_version() -> str:
         import confluent_kafka
     except ImportError:
         return "not installed"
-    return str(confluent_kafka.version()[0])
+    return str(confluent_kafka.__version__)
 
 
 def measure_monitor(
