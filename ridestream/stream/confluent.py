@@ -126,6 +126,8 @@ class ConfluentConsumer(_Client):
         self._consumer = confluent_kafka.Consumer(self._librdkafka)
         self._bootstrap(self._consumer)
         self._sought: dict[TopicPartition, int] = {}
+        self._resolved: dict[TopicPartition, int] = {}
+        self._resolved_for: frozenset[TopicPartition] = frozenset()
         self._partitions: dict[tuple[str, int], TopicPartition] = {}
         self._committer: ThreadPoolExecutor | None = None
         if topics:
@@ -262,10 +264,23 @@ class ConfluentConsumer(_Client):
             return self._sought[partition]
         if timeout_ms == 0:
             return None
+        # librdkafka knows no position before a record of the partition reached us (an empty
+        # partition never has one); the start position, committed or reset, stays what it is
+        # until then or until the assignment changes: resolved once, not by two round trips
+        # on every call (the metrics ask every batch: 2 s a batch in bench/monitor_*).
+        assigned = frozenset(self.assignment())
+        if assigned != self._resolved_for:
+            self._resolved, self._resolved_for = {}, assigned
+        if partition not in self._resolved:
+            self._resolved[partition] = self._start_position(partition)
+        return self._resolved[partition]
+
+    def _start_position(self, partition: TopicPartition) -> int:
+        """Where reading `partition` starts: the group's committed offset, else the reset."""
         if self.config.get("group_id") is not None:
-            [committed] = self._consumer.committed([where], timeout=self._timeout_s)
-            if committed.offset >= 0:
-                return int(committed.offset)
+            committed = self.committed(partition)
+            if committed is not None:
+                return committed
         low, high = self._watermarks(partition)
         return low if self.config.get("auto_offset_reset") == "earliest" else high
 
