@@ -89,6 +89,17 @@ def read_all(
     return records
 
 
+def rides_on_a_source(
+    settings: KafkaSettings, topic_prefix: str, *, rides: int, partitions: int
+) -> tuple[str, str, list[RideRequested]]:
+    """A source topic holding `rides` valid rides, and a sink and dead-letter topic beside it."""
+    source, sink = f"{topic_prefix}in", f"{topic_prefix}out"
+    create_topics(settings, [source, sink, dead_letter_topic(source)], partitions=partitions)
+    produced = [ride(n) for n in range(rides)]
+    produce(settings, source, [(r.key.encode(), encode(r)) for r in produced])
+    return source, sink, produced
+
+
 def make_loop(
     settings: KafkaSettings,
     source: str,
@@ -185,10 +196,7 @@ CRASH_BEFORE_COMMIT = textwrap.dedent(
 def test_a_consumer_killed_before_committing_gets_its_batch_again(
     client_settings: KafkaSettings, topic_prefix: str, group_id: str
 ) -> None:
-    source, sink = f"{topic_prefix}in", f"{topic_prefix}out"
-    create_topics(client_settings, [source, sink, dead_letter_topic(source)], partitions=1)
-    rides = [ride(n) for n in range(50)]
-    produce(client_settings, source, [(r.key.encode(), encode(r)) for r in rides])
+    source, sink, rides = rides_on_a_source(client_settings, topic_prefix, rides=50, partitions=1)
 
     arguments = [client_settings.bootstrap_servers, source, sink, group_id, client_settings.client]
     crashed = subprocess.run(
@@ -213,10 +221,7 @@ def test_a_consumer_killed_before_committing_gets_its_batch_again(
 def test_exactly_once_an_aborted_batch_is_invisible_to_read_committed(
     client_settings: KafkaSettings, topic_prefix: str, group_id: str
 ) -> None:
-    source, sink = f"{topic_prefix}in", f"{topic_prefix}out"
-    create_topics(client_settings, [source, sink, dead_letter_topic(source)], partitions=1)
-    rides = [ride(n) for n in range(30)]
-    produce(client_settings, source, [(r.key.encode(), encode(r)) for r in rides])
+    source, sink, rides = rides_on_a_source(client_settings, topic_prefix, rides=30, partitions=1)
 
     loop = make_loop(client_settings, source, group_id, exactly_once=True)
     loop.producer.init_transactions()
@@ -335,10 +340,7 @@ def test_send_all_fills_batch_after_batch_in_order(
 def test_a_commit_in_background_is_finished_when_the_loop_stops(
     client_settings: KafkaSettings, topic_prefix: str, group_id: str
 ) -> None:
-    source, sink = f"{topic_prefix}in", f"{topic_prefix}out"
-    create_topics(client_settings, [source, sink, dead_letter_topic(source)], partitions=2)
-    rides = [ride(n) for n in range(40)]
-    produce(client_settings, source, [(r.key.encode(), encode(r)) for r in rides])
+    source, sink, rides = rides_on_a_source(client_settings, topic_prefix, rides=40, partitions=2)
     # Several batches, so each commit overlaps the next batch.
     loop = make_loop(client_settings, source, group_id, max_records=7, commit_in_background=True)
     run_until(loop, echo_to(sink), valid=40)
@@ -413,10 +415,9 @@ def test_a_consumer_joining_the_group_takes_partitions_and_no_ride_is_lost(
 ) -> None:
     # A second loop joins while the first is mid-stream: the group rebalances, each loop ends
     # up with partitions of its own, and every ride is answered (at-least-once across it).
-    source, sink = f"{topic_prefix}in", f"{topic_prefix}out"
-    create_topics(client_settings, [source, sink, dead_letter_topic(source)], partitions=2)
-    rides = [ride(n) for n in range(1_000)]
-    produce(client_settings, source, [(r.key.encode(), encode(r)) for r in rides])
+    source, sink, rides = rides_on_a_source(
+        client_settings, topic_prefix, rides=1_000, partitions=2
+    )
     answered: set[bytes] = set()
     stop = threading.Event()
 
