@@ -28,6 +28,7 @@ COPY producer producer
 COPY predictor predictor
 COPY monitor monitor
 COPY retrainer retrainer
+COPY backtest backtest
 RUN pip install --no-deps . && ridestream --version
 
 # -- base: the virtualenv on a clean slim image, a non-root user ----------------------------

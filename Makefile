@@ -20,17 +20,20 @@ help: ## Show this help
 
 install: $(STAMP) system-packages ## Create .venv with ridestream and its dev tools (idempotent)
 
-# Tests use two Debian packages when missing: chromium (renders the HTML report) and
-# docker-compose (validates docker-compose.yml; the client needs no Docker engine for `config`).
+# Tests use Debian packages, installed when missing: chromium (renders the HTML report),
+# docker-compose (validates docker-compose.yml; the client needs no Docker engine for `config`),
+# postgresql (MLflow's backend store as compose runs it) and prometheus (scrapes the services).
 system-packages:
 	@missing=""; \
 	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing="$$missing chromium"; \
 	docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing postgresql"; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	[ -z "$$missing" ] || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing Debian's$$missing (for the report and compose tests)"; \
+	    echo "installing Debian's$$missing (for the report, compose, registry and dashboard tests)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	  else echo "warning: missing$$missing; install with apt-get install$$missing (the report and compose tests need them)" >&2; fi; }
+	  else echo "warning: missing$$missing; install with apt-get install$$missing (tests need them)" >&2; fi; }
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: install Python 3.11" >&2; exit 1; }
@@ -54,7 +57,7 @@ test-integration: install ## Integration tests only (starts a real Kafka broker 
 test-reliability: install ## Poison input, SASL, secrets, and the fault tests (real brokers)
 	$(BIN)/pytest tests/reliability
 
-test-faults: install ## kill -9 of services, a broker down 30 s, the registry down (minutes)
+test-faults: install ## kill -9 of services and of a cluster's leader, a broker down 30 s, the registry down, MLflow on PostgreSQL (minutes)
 	$(BIN)/pytest tests -m faults
 
 lint: install ## ruff (lint + format check) and mypy

@@ -13,6 +13,9 @@
    in the first 10 s);
 3. two predictor processes in one group on a 4-partition topic: shares and completeness.
 
+1 and 2 are also measured with a challenger under live evaluation (a second gbm model under
+the `challenger` alias, gate `shadow`): every batch predicted by both, two records a ride.
+
 Without --bootstrap it starts its own Apache Kafka on free ports with its data in a temporary
 folder (`ridestream.kafka_broker.temporary_broker`) and stops it at the end. Rides come from
 the real TLC files in RIDESTREAM_DATA_DIR (default ../shared/data), repeated with fresh ids
@@ -423,6 +426,7 @@ def run_bench(args: argparse.Namespace, bootstrap: str, kafka: Any) -> int:
     from kafka import KafkaAdminClient, KafkaConsumer
 
     from ridestream.events import encode
+    from ridestream.registry import CHALLENGER, TAG_GATE, ModelRegistry
     from ridestream.settings import MlflowSettings
     from ridestream.stream.admin import create_topics
     from ridestream.topics import Topics
@@ -438,6 +442,17 @@ def run_bench(args: argparse.Namespace, bootstrap: str, kafka: Any) -> int:
     jan, feb = (read_trips(month_path(data_dir, m)) for m in ("2021-01", "2021-02"))
     champion = train_and_register(mlflow, jan, feb, "gbm", {"trigger": "bench"}, True)
     print(f"  version {champion.info.version}, val RMSE {champion.metrics['val_rmse']:.3f}")
+    # The shadow model: another gbm (trained on February), under the challenger alias only
+    # while a "with shadow" row runs.
+    challenger = train_and_register(mlflow, feb, jan, "gbm", {"trigger": "bench"}, False)
+    registry = ModelRegistry(mlflow)
+    registry.set_version_tags(challenger.info.version, {TAG_GATE: "shadow"})
+
+    def shadowing(on: bool) -> None:
+        if on:
+            registry.set_alias(CHALLENGER, challenger.info.version)
+        else:
+            registry.delete_alias(CHALLENGER)
 
     rides = load_rides(data_dir, args.rides)
     messages = [(r.key.encode(), encode(r)) for r in rides]
@@ -513,6 +528,35 @@ def run_bench(args: argparse.Namespace, bootstrap: str, kafka: Any) -> int:
                 (f"{client}: load average during each", f"{bare.load:.1f} / {ours.load:.1f}"),
             ]
             rates[client] = ours
+        # The shadow model's cost, on the first client measured.
+        plain = rates[clients[0]]
+        group = f"shadow-{uuid.uuid4().hex[:6]}"
+        shadowing(True)
+        try:
+            shadow = throughput(
+                f"predictor on {clients[0]} with a shadow model",
+                ["-m", "predictor"],
+                group,
+                len(messages),
+                {
+                    "RIDESTREAM_TOPIC_PREFIX": source.prefix,
+                    "RIDESTREAM_PREDICTOR__GROUP_ID": group,
+                    "RIDESTREAM_KAFKA__CLIENT": clients[0],
+                },
+            )
+        finally:
+            shadowing(False)
+        results += [
+            (
+                f"{clients[0]}: predictor with a shadow model (rides/s)",
+                f"{shadow.rides_per_s:,.0f}",
+            ),
+            (
+                "with shadow / without (rides/s; CPU us per ride)",
+                f"{shadow.rides_per_s / plain.rides_per_s:.0%}; "
+                f"{shadow.cpu_us_per_ride:.0f} / {plain.cpu_us_per_ride:.0f}",
+            ),
+        ]
         group = f"per-record-{uuid.uuid4().hex[:6]}"
         naive = throughput(
             "per-record baseline (kafka-python)",
@@ -583,6 +627,19 @@ def run_bench(args: argparse.Namespace, bootstrap: str, kafka: Any) -> int:
                     f"{bare_latency.load:.1f} / {ours_latency.load:.1f}",
                 ),
             ]
+        shadowing(True)
+        try:
+            shadow_latency = latency(
+                f"predictor on {clients[0]} with a shadow model", ["-m", "predictor"], clients[0]
+            )
+        finally:
+            shadowing(False)
+        results.append(
+            (
+                f"latency, predictor on {clients[0]} with a shadow model: p50 / p99 (ms)",
+                f"{shadow_latency.p50:.1f} / {shadow_latency.p99:.1f}",
+            )
+        )
 
     if "pair" in parts:
         # 3. Two predictors in one group share a 4-partition topic.

@@ -63,7 +63,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--no-snapshots", action="store_true", help="do not build snapshots")
     parser.add_argument("--drift-share", type=float, help="drifted-share alert threshold (0.5)")
-    parser.add_argument("--rmse-tolerance", type=float, help="quality alert tolerance (0.2)")
+    parser.add_argument(
+        "--quality-alpha", type=float, help="quality test significance, one-sided (0.01)"
+    )
+    parser.add_argument(
+        "--quality-min-rise", type=float, help="minimum RMSE rise over expected (0.04)"
+    )
     parser.add_argument("--debounce", type=int, help="consecutive bad windows per alert (1)")
     parser.add_argument("--cooldown", type=int, help="windows without alert after one (3)")
     parser.add_argument("--cat-threshold", type=float, help="Evidently categorical threshold")
@@ -83,7 +88,8 @@ def settings_from(args: argparse.Namespace) -> MonitorSettings:
         "reports_dir": args.reports_dir,
         "workspace": args.workspace,
         "drift_share_threshold": args.drift_share,
-        "rmse_tolerance": args.rmse_tolerance,
+        "quality_alpha": args.quality_alpha,
+        "quality_min_rise": args.quality_min_rise,
         "debounce_windows": args.debounce,
         "cooldown_windows": args.cooldown,
         "cat_threshold": args.cat_threshold,

@@ -1,11 +1,13 @@
 """Alert rules on closed windows, with debounce and cooldown as a pure function of the windows.
 
-Rules: the share of drifted feature columns reaches a threshold; the prediction drifted; the
-window's RMSE reaches the champion's reference RMSE × (1 + tolerance). A window where a rule
-fires is "bad". An alert goes out after `debounce_windows` consecutive bad windows, then no new
-alert until a new champion (a window with another `reference_version`) or until
-`cooldown_windows` windows have passed. The state is rebuilt after a restart by feeding the
-published windows (and the rules that fired in each) through `AlertState.step` again.
+Rules: the share of drifted feature columns reaches a threshold; the prediction drifted (both
+against the reference reweighted to the window's hour-of-week mix, see `monitor.calendar`); the
+window's error is significantly and materially above what the champion makes on such rides
+(`quality`, below). A window where a rule fires is "bad". An alert goes out after
+`debounce_windows` consecutive bad windows, then no new alert until a new champion (a window
+with another `reference_version`) or until `cooldown_windows` windows have passed. The state
+is rebuilt after a restart by feeding the published windows (and the rules that fired in each)
+through `AlertState.step` again.
 """
 
 from __future__ import annotations
@@ -20,7 +22,12 @@ class AlertRules:
     """Thresholds of the rules and the debounce/cooldown lengths (in windows)."""
 
     drift_share_threshold: float = 0.5
-    rmse_tolerance: float = 0.2
+    # Quality: the window's MSE is above the expected one at this one-sided significance ...
+    quality_alpha: float = 0.01
+    # ... and its RMSE at least this much above the expected RMSE. Twice the retrainer's 2 %
+    # promotion margin: a retrain can at best win back the rise, and only a rise of which
+    # winning back half clears the margin is worth training a challenger for.
+    quality_min_rise: float = 0.04
     debounce_windows: int = 1
     cooldown_windows: int = 3
     # A window with fewer rides is published but judges nothing: the TLC files hold a few stray
@@ -28,10 +35,14 @@ class AlertRules:
     min_window_rides: int = 200
 
 
-def evaluate_rules(
-    window: DriftWindowClosed, reference_rmse: float | None, rules: AlertRules
-) -> list[RuleFired]:
-    """The rules this window breaks, each with the number that broke it."""
+def evaluate_rules(window: DriftWindowClosed, rules: AlertRules) -> list[RuleFired]:
+    """The rules this window breaks, each with the number that broke it.
+
+    The quality rule fires when the window's quality test (`monitor.quality`, carried by the
+    window) has p <= `quality_alpha` AND its RMSE >= expected × (1 + `quality_min_rise`):
+    significant (not one noisy window) and material (worth a retrain). Its value is the
+    window's RMSE, its threshold that minimum, its detail the test's evidence.
+    """
     fired: list[RuleFired] = []
     if window.rides < rules.min_window_rides:
         return fired
@@ -56,18 +67,25 @@ def evaluate_rules(
                 detail=prediction.method,
             )
         )
-    rmse = window.quality.rmse
-    if rmse is not None and reference_rmse is not None:
-        limit = reference_rmse * (1 + rules.rmse_tolerance)
-        if rmse >= limit:
+    quality = window.quality
+    if (
+        quality.rmse is not None
+        and quality.expected_rmse is not None
+        and quality.p_value is not None
+    ):
+        limit = quality.expected_rmse * (1 + rules.quality_min_rise)
+        if quality.p_value <= rules.quality_alpha and quality.rmse >= limit:
             fired.append(
                 RuleFired(
                     rule="quality",
-                    value=rmse,
+                    value=quality.rmse,
                     threshold=limit,
                     detail=(
-                        f"rmse {rmse:.3f} on {window.quality.count} labelled rides >= reference "
-                        f"{reference_rmse:.3f} x {1 + rules.rmse_tolerance:g}"
+                        f"mse {quality.rmse**2:.2f} vs expected {quality.expected_rmse**2:.2f} "
+                        f"on {quality.count} labelled rides in {quality.blocks} hourly blocks: "
+                        f"z {quality.z:.2f}, p {quality.p_value:.2g} <= {rules.quality_alpha:g} "
+                        f"(design effect {quality.design_effect:.2f}); rmse {quality.rmse:.3f} "
+                        f">= expected {quality.expected_rmse:.3f} x {1 + rules.quality_min_rise:g}"
                     ),
                 )
             )

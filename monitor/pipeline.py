@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -36,7 +36,13 @@ from ridestream.events import (
     RideCompleted,
     RuleFired,
 )
-from ridestream.features import DRIFT_CATEGORICAL, DRIFT_NUMERICAL, PREDICTION, TARGET
+from ridestream.features import (
+    DRIFT_CATEGORICAL,
+    DRIFT_NUMERICAL,
+    PICKUP_TIME,
+    PREDICTION,
+    TARGET,
+)
 from ridestream.stream.messages import Outgoing, Received
 from ridestream.topics import Topics
 
@@ -125,6 +131,7 @@ def window_frame(window: ClosedWindow) -> pd.DataFrame:
     rides = [item.ride for item in window.items if item.is_ride and item.ride is not None]
     return pd.DataFrame(
         {
+            PICKUP_TIME: pd.DatetimeIndex([r.pickup_time for r in rides], dtype="datetime64[ns]"),
             "trip_distance": np.array([r.trip_distance for r in rides], dtype="float64"),
             "PULocationID": [r.pu_location_id for r in rides],
             "DOLocationID": [r.do_location_id for r in rides],
@@ -144,10 +151,14 @@ def summarize(
     frame = window_frame(window)
     current: dict[str, Any] = {c: frame[c].to_numpy() for c in (*DRIFT_NUMERICAL, PREDICTION)}
     current.update({c: frame[c].tolist() for c in DRIFT_CATEGORICAL})
+    current[PICKUP_TIME] = pd.DatetimeIndex(frame[PICKUP_TIME])
     drift = window_drift(reference, current, options)
     labelled = frame[TARGET].notna().to_numpy()
     quality = window_quality(
-        frame[PREDICTION].to_numpy()[labelled], frame[TARGET].to_numpy()[labelled]
+        frame[PREDICTION].to_numpy()[labelled],
+        frame[TARGET].to_numpy()[labelled],
+        current[PICKUP_TIME][labelled],
+        reference.errors,
     )
     versions = {item.ride.model_version for item in window.items if item.is_ride and item.ride}
     event = DriftWindowClosed(
@@ -166,6 +177,15 @@ def summarize(
         quality=quality,
     )
     return event, frame
+
+
+class Assessment(NamedTuple):
+    """What the monitor makes of one closed window."""
+
+    window: DriftWindowClosed
+    frame: pd.DataFrame  # its rides: drift columns, prediction and label
+    fired: list[RuleFired]
+    alert: DriftDetected | None
 
 
 class MonitorPipeline:
@@ -228,14 +248,24 @@ class MonitorPipeline:
             promoted.version,
             self.reference.version,
         )
-        self.reference = self.reference_provider(promoted.version)
+        self.use_reference(promoted.version)
 
-    def _publish(self, window: ClosedWindow) -> list[Outgoing]:
+    def use_reference(self, version: str | None) -> None:
+        """Judge the next windows against the reference of model `version` (a new champion)."""
+        self.reference = self.reference_provider(version)
+
+    def assess(self, window: ClosedWindow) -> Assessment:
+        """A closed window's numbers, the rules it breaks and its alert, if one is due (this
+        advances the debounce and cooldown state: call it once per window, in window order)."""
         event, frame = summarize(window, self.reference, self.config.drift)
-        fired = evaluate_rules(event, self.reference.rmse, self.config.rules)
+        fired = evaluate_rules(event, self.config.rules)
         self.alert_state, fire = self.alert_state.step(
             self.reference.version, bool(fired), self.config.rules
         )
+        return Assessment(event, frame, fired, drift_alert(event, fired) if fire else None)
+
+    def _publish(self, window: ClosedWindow) -> list[Outgoing]:
+        event, frame, fired, alert = self.assess(window)
         headers = [(HEADER_RULES, _rules_json(fired))]
         if window.last_key is not None:
             time, kind, ride_id = window.last_key
@@ -256,7 +286,6 @@ class MonitorPipeline:
             _round(event.quality.rmse),
             f", rules: {', '.join(r.rule for r in fired)}" if fired else "",
         )
-        alert = drift_alert(event, fired) if fire else None
         if alert is not None:
             outputs.append(Outgoing.of(self.topics.drift_alerts, alert))
             self.alerts_published += 1

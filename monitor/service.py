@@ -15,6 +15,7 @@ from kafka import KafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from monitor.alerts import AlertRules
+from monitor.calendar import CalendarOptions
 from monitor.drift import DriftOptions, Reference, prepare_reference, reference_rmse
 from monitor.join import IdlePartitions
 from monitor.pipeline import (
@@ -52,7 +53,8 @@ def monitor_config(options: MonitorOptions) -> MonitorConfig:
         lateness=parse_duration(options.lateness),
         rules=AlertRules(
             drift_share_threshold=options.drift_share_threshold,
-            rmse_tolerance=options.rmse_tolerance,
+            quality_alpha=options.quality_alpha,
+            quality_min_rise=options.quality_min_rise,
             debounce_windows=options.debounce_windows,
             cooldown_windows=options.cooldown_windows,
             min_window_rides=options.min_window_rides,
@@ -64,6 +66,13 @@ def monitor_config(options: MonitorOptions) -> MonitorConfig:
             cat_threshold=options.cat_threshold,
         ),
     )
+
+
+def calendar_options(options: MonitorOptions) -> CalendarOptions | None:
+    """How references are cut into hour-of-week cells (None: no calendar)."""
+    if not options.calendar:
+        return None
+    return CalendarOptions(options.min_cell_rows, options.holidays_as_sunday)
 
 
 def registry_reference_provider(
@@ -93,7 +102,10 @@ def registry_reference_provider(
         )
         rmse = info.metrics.get("val_rmse")
         reference = prepare_reference(
-            frame, info.version, rmse if rmse is not None else reference_rmse(frame)
+            frame,
+            info.version,
+            rmse if rmse is not None else reference_rmse(frame),
+            calendar_options(settings.monitor),
         )
         log.info(
             "reference of %s v%s: %d rows, val_rmse %s (prepared in %.2f s)",

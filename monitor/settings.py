@@ -24,7 +24,15 @@ class MonitorOptions(RegistryRetryOptions):
     lateness: str = "2h"
     # Alert rules (see monitor.alerts).
     drift_share_threshold: float = Field(default=0.5, gt=0, le=1)
-    rmse_tolerance: float = Field(default=0.2, ge=0)
+    # Quality rule (see monitor.quality and monitor.alerts): one-sided significance of the
+    # window's MSE over the expected one, and the minimum relative RMSE rise worth a retrain.
+    quality_alpha: float = Field(default=0.01, gt=0, lt=1)
+    quality_min_rise: float = Field(default=0.04, ge=0)
+    # Calendar (see monitor.calendar): the reference is reweighted to each window's
+    # hour-of-week mix; cells hold at least this many reference rides; holidays as Sundays.
+    calendar: bool = True
+    min_cell_rows: int = Field(default=200, ge=1)
+    holidays_as_sunday: bool = True
     debounce_windows: int = Field(default=1, ge=1)
     cooldown_windows: int = Field(default=3, ge=0)
     # Windows with fewer rides raise no alert (stray rides years off their month).

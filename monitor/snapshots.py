@@ -18,9 +18,9 @@ from typing import Any
 
 import pandas as pd
 
-from monitor.drift import Reference
+from monitor.drift import Reference, reweighted_frame
 from ridestream.events import DriftWindowClosed
-from ridestream.features import DRIFT_CATEGORICAL, DRIFT_NUMERICAL, PREDICTION
+from ridestream.features import DRIFT_CATEGORICAL, DRIFT_NUMERICAL, PICKUP_TIME, PREDICTION
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +35,19 @@ def snapshot_name(window_id: str) -> str:
 
 
 def build_snapshot(event: DriftWindowClosed, current: pd.DataFrame, reference: Reference) -> Any:
-    """A full Evidently Report (DataDriftPreset on the drift columns) of one window."""
+    """A full Evidently Report (DataDriftPreset on the drift columns) of one window, against
+    the reference resampled to the window's hour-of-week mix (`monitor.drift.reweighted_frame`)."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
     definition = DataDefinition(
         numerical_columns=[*DRIFT_NUMERICAL, PREDICTION],
         categorical_columns=list(DRIFT_CATEGORICAL),
+    )
+    baseline = (
+        reweighted_frame(reference, pd.DatetimeIndex(current[PICKUP_TIME]))
+        if PICKUP_TIME in current
+        else reference.frame
     )
     report = Report(
         [DataDriftPreset(columns=DRIFT_COLUMNS)],
@@ -51,7 +57,7 @@ def build_snapshot(event: DriftWindowClosed, current: pd.DataFrame, reference: R
     )
     return report.run(
         Dataset.from_pandas(current[DRIFT_COLUMNS], data_definition=definition),
-        Dataset.from_pandas(reference.frame[DRIFT_COLUMNS], data_definition=definition),
+        Dataset.from_pandas(baseline[DRIFT_COLUMNS], data_definition=definition),
         timestamp=event.event_time,
         name=event.window_id,
     )

@@ -19,7 +19,7 @@ from predictor.stats import ThroughputLog
 from predictor.swap import ModelHolder, ModelWatcher
 from ridestream.events import RideRequested
 from ridestream.metrics import batch_recorder, default_metrics, partition_lags
-from ridestream.registry import ModelRegistry
+from ridestream.registry import CHALLENGER, ModelRegistry
 from ridestream.runner import tune_gc
 from ridestream.stream.admin import create_topics
 from ridestream.stream.clients import build_consumer, build_producer
@@ -79,6 +79,7 @@ def run(
         [
             topics.rides_requested,
             topics.rides_predictions,
+            topics.rides_shadow,
             topics.models_updates,
             dead_letter_topic(topics.rides_requested),
         ],
@@ -101,6 +102,7 @@ def run(
         model_name=registry.name,
         load=registry.load_model,
         champion_version=champion_version,
+        challenger_info=lambda: registry.alias(CHALLENGER),
         periodic_check_s=options.alias_check_s,
     )
     # A promotion between loading the champion and positioning `updates` would be missed.
@@ -156,7 +158,10 @@ def run(
     if ready is not None:
         ready.set()
     try:
-        return loop.run(batch_handler(holder.current, topics.rides_predictions), stop, record)
+        handle = batch_handler(
+            holder.current, topics.rides_predictions, holder.current_shadow, topics.rides_shadow
+        )
+        return loop.run(handle, stop, record)
     finally:
         watcher.stop()
         updates.close()

@@ -8,6 +8,13 @@ every `periodic_check_s` it also asks the registry which version is champion, in
 update was missed. The handler calls `ModelHolder.current()` once at the start of each batch,
 which swaps a pending model in: a whole batch is predicted by one model, no ride is dropped
 or predicted twice because of a swap, and every prediction names the version that made it.
+
+The challenger under live evaluation has a slot of its own, filled the same way: on a
+`ChallengerStarted` of our model the watcher loads the challenger and offers it; on the
+`ModelPromoted` or `ModelRejected` of that version it offers "none"; the periodic check also
+reads the `challenger` alias (and its version tags: gate mode and canary fraction), so a
+predictor started mid-evaluation shadows from the registry, and one that missed the decision
+stops shadowing when the alias is cleared.
 """
 
 from __future__ import annotations
@@ -22,12 +29,21 @@ from kafka.errors import KafkaError
 from pydantic import ValidationError
 
 from predictor.predict import ServingModel
-from ridestream.events import ModelPromoted, decode_model_update
+from predictor.shadow import ShadowModel
+from ridestream.events import (
+    AnyModelUpdate,
+    ChallengerStarted,
+    ModelPromoted,
+    decode_model_update,
+)
+from ridestream.registry import TAG_CANARY_FRACTION, TAG_GATE, ModelInfo
 
 log = logging.getLogger(__name__)
 
 LoadModel = Callable[[str], Any]
 ChampionVersion = Callable[[], "str | None"]
+ChallengerInfo = Callable[[], "ModelInfo | None"]
+_UNCHANGED = object()
 
 
 class ModelHolder:
@@ -36,6 +52,8 @@ class ModelHolder:
     def __init__(self, serving: ServingModel) -> None:
         self._serving = serving
         self._pending: ServingModel | None = None
+        self._shadow: ShadowModel | None = None
+        self._pending_shadow: object = _UNCHANGED
         self._lock = threading.Lock()
         self.swaps = 0
 
@@ -53,6 +71,32 @@ class ModelHolder:
             self._serving = pending
             self.swaps += 1
         return self._serving
+
+    def current_shadow(self) -> ShadowModel | None:
+        """The challenger for the next batch (None: no live evaluation); call it right after
+        `current`, once per batch."""
+        with self._lock:
+            pending, self._pending_shadow = self._pending_shadow, _UNCHANGED
+        if pending is not _UNCHANGED:
+            assert pending is None or isinstance(pending, ShadowModel)
+            log.info(
+                "shadowing %s",
+                "stopped" if pending is None else f"{pending.gate} version {pending.version}",
+            )
+            self._shadow = pending
+        return self._shadow
+
+    def offer_shadow(self, shadow: ShadowModel | None) -> None:
+        """Leave the challenger (or None: stop shadowing) for the next batch."""
+        with self._lock:
+            self._pending_shadow = shadow
+
+    def wanted_shadow_version(self) -> str | None:
+        """The challenger version that shadows or is about to (None: none)."""
+        with self._lock:
+            pending = self._pending_shadow
+        shadow = self._shadow if pending is _UNCHANGED else pending
+        return shadow.version if isinstance(shadow, ShadowModel) else None
 
     @property
     def serving(self) -> ServingModel:
@@ -87,10 +131,12 @@ class ModelWatcher:
         model_name: str,
         load: LoadModel,
         champion_version: ChampionVersion,
+        challenger_info: ChallengerInfo | None = None,
         periodic_check_s: float = 30.0,
         poll_timeout_ms: int = 500,
     ) -> None:
         self.holder = holder
+        self.challenger_info = challenger_info
         self.consumer = consumer
         self.model_name = model_name
         self.load = load
@@ -123,15 +169,25 @@ class ModelWatcher:
                 log.warning("reading model updates failed: %s", error)
                 self._stop.wait(1.0)
                 updates = []
-            for promoted in updates:
-                self.switch_to(promoted.version, f"ModelPromoted {promoted.promotion_id}")
+            for update in updates:
+                self.apply(update)
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + self.periodic_check_s
                 self.check_alias()
 
-    def poll_updates(self) -> list[ModelPromoted]:
-        """The `ModelPromoted` events of our model since the last poll. Rejections and other
-        models' promotions change nothing; an undecodable value is logged and skipped."""
+    def apply(self, update: AnyModelUpdate) -> None:
+        """Act on one update of our model: swap the champion, start or stop shadowing."""
+        if isinstance(update, ChallengerStarted):
+            self.shadow(update.version, update.gate, update.canary_fraction, "ChallengerStarted")
+            return
+        if update.version == self.holder.wanted_shadow_version():
+            self.holder.offer_shadow(None)  # decided: promoted or rejected
+        if isinstance(update, ModelPromoted):
+            self.switch_to(update.version, f"ModelPromoted {update.promotion_id}")
+
+    def poll_updates(self) -> list[AnyModelUpdate]:
+        """The updates of our model since the last poll (other models' change nothing); an
+        undecodable value is logged and skipped."""
         polled = self.consumer.poll(timeout_ms=self.poll_timeout_ms)
         events = []
         for records in polled.values():
@@ -148,7 +204,7 @@ class ModelWatcher:
                         error.title,
                     )
                     continue
-                if isinstance(event, ModelPromoted) and event.model_name == self.model_name:
+                if event.model_name == self.model_name:
                     events.append(event)
         return events
 
@@ -162,6 +218,40 @@ class ModelWatcher:
             return
         if version is not None and version != self.holder.wanted_version():
             self.switch_to(version, "champion alias check")
+        self.check_challenger_alias()
+
+    def check_challenger_alias(self) -> None:
+        """Shadow the version under the `challenger` alias, or stop when it is cleared."""
+        if self.challenger_info is None:
+            return
+        try:
+            info = self.challenger_info()
+        except Exception as error:  # registry unreachable: keep as is, try again later
+            self.failures += 1
+            log.warning("challenger check failed (keeping the current shadow): %s", error)
+            return
+        gate = info.tags.get(TAG_GATE) if info is not None else None
+        if info is None or gate not in ("shadow", "canary"):
+            if self.holder.wanted_shadow_version() is not None:
+                self.holder.offer_shadow(None)
+            return
+        fraction = float(info.tags.get(TAG_CANARY_FRACTION, "0"))
+        self.shadow(info.version, gate, fraction, "challenger alias check")
+
+    def shadow(self, version: str, gate: str, fraction: float, why: str) -> bool:
+        """Load challenger `version` and offer it as the shadow; False when loading failed."""
+        if version == self.holder.wanted_shadow_version():
+            return False
+        try:
+            model = self.load(version)
+        except Exception as error:  # a broken challenger must not stop the serving champion
+            self.failures += 1
+            log.error("could not load challenger %s (%s): %s", version, why, error)
+            return False
+        serving = ServingModel(self.model_name, version, model)
+        self.holder.offer_shadow(ShadowModel(serving, gate, fraction))  # type: ignore[arg-type]
+        log.info("loaded challenger %s version %s (%s, %s)", self.model_name, version, gate, why)
+        return True
 
     def switch_to(self, version: str, why: str) -> bool:
         """Load `version` and offer it to the holder; False when loading failed."""

@@ -27,8 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Keep a buffer of recent labelled rides from rides.completed; on every DriftDetected "
             "(drift.alerts) train a challenger, score it against the champion on the newest "
-            "rides, register it in MLflow and promote it only when it is better by a margin "
-            "(ModelPromoted / ModelRejected on models.updates)."
+            "rides, register it in MLflow; one better by a margin goes to the live gate "
+            "(RIDESTREAM_RETRAINER__GATE: shadow, canary or offline) and is promoted only when "
+            "it is better on the labelled rides after its training cut-off (ChallengerStarted, "
+            "ModelPromoted / ModelRejected with the evidence on models.updates)."
         ),
         epilog="Other settings: RIDESTREAM_RETRAINER__* and RIDESTREAM_* (see .env.example).",
     )

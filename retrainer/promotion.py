@@ -18,13 +18,14 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Literal
 
-from ridestream.events import Event, ModelPromoted, ModelRejected, utc_now
+from ridestream.events import Event, LiveEvidence, ModelPromoted, ModelRejected, utc_now
 from ridestream.registry import CHAMPION, PREVIOUS, ModelInfo, ModelRegistry
 from ridestream.registry_retry import NO_RETRY, Backoff
 
 log = logging.getLogger(__name__)
 
 Reason = Literal["initial", "drift", "manual", "rollback"]
+RejectReason = Literal["offline", "futility", "budget", "superseded", "stale"]
 Publish = Callable[[Event], None]
 
 # Version tags the retrainer writes (lineage and the decision).
@@ -65,8 +66,9 @@ def promoted_event(
     reason: Reason,
     trigger_alert_id: str | None = None,
     metrics: Mapping[str, float] | None = None,
+    gate: LiveEvidence | None = None,
 ) -> ModelPromoted:
-    """The `ModelPromoted` event of `info` becoming champion."""
+    """The `ModelPromoted` event of `info` becoming champion (`gate`: the live evidence)."""
     return ModelPromoted(
         promotion_id=promotion_id(info.name, info.version),
         event_time=utc_now(),
@@ -76,6 +78,7 @@ def promoted_event(
         reason=reason,
         trigger_alert_id=trigger_alert_id,
         metrics=finite_metrics(metrics if metrics is not None else version_metrics(info)),
+        gate=gate,
     )
 
 
@@ -84,8 +87,11 @@ def rejected_event(
     champion_version: str | None,
     trigger_alert_id: str | None,
     metrics: Mapping[str, float],
+    reason: RejectReason | None = None,
+    gate: LiveEvidence | None = None,
 ) -> ModelRejected:
-    """The `ModelRejected` event of a challenger that did not beat the champion."""
+    """The `ModelRejected` event of a challenger that did not beat the champion (offline, or
+    on live rides: `gate` is then the evidence)."""
     return ModelRejected(
         rejection_id=promotion_id(info.name, info.version),
         event_time=utc_now(),
@@ -94,6 +100,8 @@ def rejected_event(
         champion_version=champion_version,
         trigger_alert_id=trigger_alert_id,
         metrics=finite_metrics(metrics),
+        reason=reason,
+        gate=gate,
     )
 
 
@@ -105,6 +113,8 @@ def promote_and_announce(
     trigger_alert_id: str | None = None,
     metrics: Mapping[str, float] | None = None,
     backoff: Backoff = NO_RETRY,
+    gate: LiveEvidence | None = None,
+    before_announce: Callable[[], None] | None = None,
 ) -> ModelPromoted:
     """Move `champion` to `version` (the commit point; `previous` follows), tag the version
     with the reason, then publish `ModelPromoted`.
@@ -112,7 +122,8 @@ def promote_and_announce(
     Each registry call is retried on its own by `backoff`, and each is idempotent: the
     replaced champion is read once, before the move, so a retried step cannot forget it (a
     retried `ModelRegistry.promote` would: after its first half it finds `version` already
-    champion and leaves `previous` unset)."""
+    champion and leaves `previous` unset). `before_announce` runs after the move, before the
+    event (the live gate clears the `challenger` alias there)."""
     before = backoff.call("read the champion", registry.champion)
     previous = before.version if before is not None and before.version != version else None
     backoff.call(f"move {CHAMPION} to {version}", lambda: registry.set_alias(CHAMPION, version))
@@ -125,7 +136,9 @@ def promote_and_announce(
         lambda: registry.set_version_tags(version, {TAG_PROMOTION_REASON: reason}),
     )
     info = backoff.call(f"read version {version}", lambda: registry.version(version))
-    event = promoted_event(info, previous, reason, trigger_alert_id, metrics)
+    event = promoted_event(info, previous, reason, trigger_alert_id, metrics, gate)
+    if before_announce is not None:
+        before_announce()
     publish(event)
     log.info(
         "%s: champion %s -> %s (%s), ModelPromoted published",

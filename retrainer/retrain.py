@@ -9,11 +9,13 @@ snapshot of the buffer, so nothing else touches its data. The steps and why in t
 3. Train and register the challenger with the pipeline of `ridestream train`
    (`training.train_and_register`, promote=False), tagged with its lineage: the trigger
    alert, the data range, the row counts, the parent version and the champion's RMSE.
-   The `challenger` alias points at it.
-4. Decide (`retrainer.decision.decide`: RMSE ≤ champion × (1 − margin)).
-5. Promote: move `champion` (the single commit point) and then publish `ModelPromoted`
-   (`retrainer.promotion.promote_and_announce`); or tag it rejected and publish
-   `ModelRejected`. A process killed before step 5 leaves the champion as it was.
+4. Decide offline (`retrainer.decision.decide`: RMSE ≤ champion × (1 − margin)).
+5. Rejected: tag it and publish `ModelRejected`. Passed, with the `offline` gate (or no
+   champion to compare with live): move `champion` (the single commit point) and then
+   publish `ModelPromoted` (`retrainer.promotion.promote_and_announce`). Passed, with the
+   `shadow` or `canary` gate: nothing is published here; the outcome ("challenger") carries
+   both models and the evaluation start to the poll thread, which starts the live evaluation
+   (`retrainer.scheduler`). A process killed before step 5 leaves the champion as it was.
 
 Every registry call is retried with bounded backoff (`options.registry_backoff`,
 `ridestream.registry_retry`) while the MLflow store does not answer; when the budget is spent,
@@ -28,7 +30,8 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from datetime import datetime
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -42,7 +45,7 @@ from retrainer.promotion import (
 )
 from retrainer.settings import RetrainerOptions
 from ridestream.events import Event
-from ridestream.features import PICKUP_TIME
+from ridestream.features import DROPOFF_TIME, PICKUP_TIME
 from ridestream.model import evaluate, labelled
 from ridestream.registry import ModelRegistry
 from ridestream.settings import MlflowSettings
@@ -50,16 +53,16 @@ from ridestream.training import train_and_register
 
 log = logging.getLogger(__name__)
 
-CHALLENGER = "challenger"
 # Alert ids listed in a version tag; a storm of alerts is summarised by its count.
 MAX_ALERT_IDS_IN_TAG = 10
 
-Status = Literal["promoted", "rejected", "skipped"]
+Status = Literal["promoted", "rejected", "skipped", "challenger"]
 
 
 @dataclass
 class RetrainOutcome:
-    """What one run did: promoted, rejected or skipped, the versions, the step timings."""
+    """What one run did: promoted, rejected, skipped, or a challenger for the live gate (with
+    both models, its metrics and its evaluation start), the versions, the step timings."""
 
     status: Status
     reason: str
@@ -70,6 +73,10 @@ class RetrainOutcome:
     event: Event | None = None
     rows: int = 0
     timings_s: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    evaluation_start: datetime | None = None
+    champion_model: Any = None
+    challenger_model: Any = None
 
 
 def split_by_time(
@@ -81,6 +88,32 @@ def split_by_time(
     ordered = rides.sort_values(PICKUP_TIME, kind="stable")
     train_rows = len(ordered) - math.ceil(len(ordered) * holdout_fraction)
     return ordered.iloc[:train_rows], ordered.iloc[train_rows:]
+
+
+def training_split(
+    rides: pd.DataFrame, options: RetrainerOptions
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | str:
+    """The labelled rides of a buffer snapshot, and their train and held-out parts
+    (`split_by_time`); or, with fewer than `min_labelled_rides`, why it cannot train.
+
+    The pure first step of `retrain`; the backtest (`backtest.engine`) calls it too, then
+    scores the champion and the challenger on the held-out part and asks `decide`."""
+    rides = labelled(rides)
+    if len(rides) < options.min_labelled_rides:
+        return (
+            f"{len(rides):,} labelled rides in the buffer, fewer than the "
+            f"{options.min_labelled_rides:,} needed to train"
+        )
+    train, holdout = split_by_time(rides, options.holdout_fraction)
+    return rides, train, holdout
+
+
+def evaluation_start(rides: pd.DataFrame) -> datetime:
+    """The training data's cut-off in event time, where a live evaluation starts: the newest
+    drop-off (the newest pickup for rides without one). Only rides picked up after it are
+    unseen by a challenger trained on `rides`."""
+    column = DROPOFF_TIME if DROPOFF_TIME in rides else PICKUP_TIME
+    return pd.Timestamp(rides[column].max()).to_pydatetime()
 
 
 def pickup_range(rides: pd.DataFrame) -> str:
@@ -119,17 +152,12 @@ def retrain(
     timings: dict[str, float] = {}
     alerts = list(alert_ids)
     trigger = alerts[-1] if alerts else None
-    rides = labelled(rides)
-    if len(rides) < options.min_labelled_rides:
-        reason = (
-            f"{len(rides):,} labelled rides in the buffer, fewer than the "
-            f"{options.min_labelled_rides:,} needed to train"
-        )
-        log.warning("retraining skipped for alert %s: %s", trigger, reason)
-        return RetrainOutcome("skipped", reason, alerts, rows=len(rides))
-
     with _timed(timings, "split"):
-        train, holdout = split_by_time(rides, options.holdout_fraction)
+        prepared = training_split(rides, options)
+    if isinstance(prepared, str):
+        log.warning("retraining skipped for alert %s: %s", trigger, prepared)
+        return RetrainOutcome("skipped", prepared, alerts, rows=len(labelled(rides)))
+    rides, train, holdout = prepared
 
     registry = ModelRegistry(mlflow)
     backoff = options.registry_backoff
@@ -192,9 +220,6 @@ def retrain(
                 version, {"challenger_rmse": f"{challenger_rmse:.6f}"}
             ),
         )
-        backoff.call(
-            f"move {CHALLENGER} to {version}", lambda: registry.set_alias(CHALLENGER, version)
-        )
 
     metrics = {
         "challenger_rmse": challenger_rmse,
@@ -204,10 +229,15 @@ def retrain(
     if champion_rmse is not None:
         metrics["champion_rmse"] = champion_rmse
     champion_version = champion.version if champion is not None else None
-    event: Event
+    event: Event | None
     status: Status
+    live = options.gate != "offline" and champion_model is not None
     with _timed(timings, "decide_and_publish"):
-        if decision.promote:
+        if decision.promote and live:
+            # The live gate decides; the poll thread starts the evaluation (no event yet).
+            status = "challenger"
+            event = None
+        elif decision.promote:
             event = promote_and_announce(
                 registry, version, "drift", publish, trigger, metrics, backoff=backoff
             )
@@ -222,7 +252,7 @@ def retrain(
                 lambda: registry.set_version_tags(version, {TAG_DECISION: "rejected"}),
             )
             info = backoff.call(f"read version {version}", lambda: registry.version(version))
-            event = rejected_event(info, champion_version, trigger, metrics)
+            event = rejected_event(info, champion_version, trigger, metrics, "offline")
             publish(event)
             status = "rejected"
     log.info(
@@ -242,4 +272,8 @@ def retrain(
         event=event,
         rows=len(rides),
         timings_s=timings,
+        metrics=metrics,
+        evaluation_start=evaluation_start(rides),
+        champion_model=champion_model if status == "challenger" else None,
+        challenger_model=trained.model if status == "challenger" else None,
     )

@@ -29,6 +29,19 @@ Every registry call is retried with bounded exponential backoff (`ridestream.reg
 RIDESTREAM_RETRAINER__REGISTRY_RETRY_*); a registry still unreachable after that ends the
 service with exit code 1 and one line on stderr (the alert stays uncommitted).
 SIGTERM/SIGINT: the training in hand finishes, offsets are committed, clients close.
+
+The live gate (`shadow` / `canary`, `retrainer.live`) is held by the poll thread: a training
+run whose challenger passed the offline check hands it back (both models in memory); the poll
+thread replaces any challenger still under evaluation (rejected, "superseded"), points the
+`challenger` alias at it, publishes `ChallengerStarted` and seeds the evaluation from the
+buffer. Every rides batch then adds its labelled rides (both models predict them) and the gate
+looks at the event-time watermark: the minimum over the partitions of rides.completed of the
+newest drop-off read (monotone; a partition that was empty at start joins when it delivers).
+A verdict promotes (champion moved, ModelPromoted with the evidence, alias cleared) or
+rejects (ModelRejected with the evidence and reason, alias cleared). Only the poll thread
+moves the `challenger` alias or ends an evaluation. After a restart the challenger is found
+from the alias and its version tags (a missing `ChallengerStarted` is published again), BEFORE
+the buffer is rebuilt, so the rebuild feeds the evaluation the same rides in the same looks.
 """
 
 from __future__ import annotations
@@ -38,25 +51,45 @@ import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
 
 from kafka import TopicPartition
 from pydantic import ValidationError
 
 from retrainer.buffer import RideBuffer, completed_rides
-from retrainer.promotion import announce_missing_promotion, latest_promotion
+from retrainer.live import LiveDecision, LiveEvaluation, live_evidence
+from retrainer.promotion import (
+    TAG_DECISION,
+    RejectReason,
+    announce_missing_promotion,
+    latest_promotion,
+    promote_and_announce,
+    promotion_id,
+    rejected_event,
+)
 from retrainer.retrain import RetrainOutcome, retrain
 from retrainer.settings import RetrainerSettings
 from retrainer.trigger import AlertCoalescer, PendingAlert
 from ridestream.events import (
+    AnyModelUpdate,
+    ChallengerStarted,
     DriftDetected,
     Event,
     ModelPromoted,
     ModelRejected,
     RideCompleted,
     decode_model_update,
+    utc_now,
 )
 from ridestream.metrics import default_metrics
-from ridestream.registry import ModelRegistry
+from ridestream.registry import (
+    CHALLENGER,
+    TAG_CANARY_FRACTION,
+    TAG_GATE,
+    ModelInfo,
+    ModelRegistry,
+)
 from ridestream.settings import KafkaSettings
 from ridestream.stream.admin import create_topics
 from ridestream.stream.clients import build_consumer, build_producer
@@ -72,9 +105,15 @@ SERVICE = "retrainer"
 READ_TOPIC_TIMEOUT_S = 30.0
 
 
-def read_promotions(settings: KafkaSettings, topic: str) -> list[ModelPromoted]:
-    """Every `ModelPromoted` on `topic` (read from its beginning to its end offsets)."""
-    found: list[ModelPromoted] = []
+# Version tags of a challenger under live evaluation: what a restarted retrainer or predictor
+# needs to resume it without the ChallengerStarted event.
+TAG_EVALUATION_START = "evaluation_start"
+TAG_CHAMPION_VERSION = "parent_version"
+
+
+def read_model_updates(settings: KafkaSettings, topic: str) -> list[AnyModelUpdate]:
+    """Every model update on `topic` (read from its beginning to its end offsets)."""
+    found: list[AnyModelUpdate] = []
     for record in read_records(
         settings, topic, timeout_s=READ_TOPIC_TIMEOUT_S, must_reach_end=True
     ):
@@ -83,9 +122,37 @@ def read_promotions(settings: KafkaSettings, topic: str) -> list[ModelPromoted]:
         except ValidationError:
             log.warning("not a model update: %s[%d]@%d", topic, record.partition, record.offset)
             continue
-        if isinstance(update, ModelPromoted):
-            found.append(update)
+        found.append(update)
     return found
+
+
+def challenger_started(
+    info: ModelInfo, announced: list[AnyModelUpdate]
+) -> ChallengerStarted | None:
+    """The `ChallengerStarted` of the version under the `challenger` alias: the newest one on
+    models.updates, else rebuilt from its version tags (None: not a live-gate challenger)."""
+    mine = [
+        u
+        for u in announced
+        if isinstance(u, ChallengerStarted)
+        and (u.model_name, u.version) == (info.name, info.version)
+    ]
+    if mine:
+        return max(mine, key=lambda u: u.event_time)
+    tags = info.tags
+    if tags.get(TAG_GATE) not in ("shadow", "canary") or TAG_EVALUATION_START not in tags:
+        return None
+    return ChallengerStarted(
+        challenge_id=promotion_id(info.name, info.version),
+        event_time=utc_now(),
+        model_name=info.name,
+        version=info.version,
+        champion_version=tags.get(TAG_CHAMPION_VERSION) or None,
+        gate=tags[TAG_GATE],
+        canary_fraction=float(tags.get(TAG_CANARY_FRACTION, "0")),
+        evaluation_start=datetime.fromisoformat(tags[TAG_EVALUATION_START]),
+        trigger_alert_ids=[a for a in tags.get("trigger_alert_ids", "").split(",") if a],
+    )
 
 
 class Retrainer:
@@ -138,6 +205,16 @@ class Retrainer:
         )
         self.alerts_loop: StreamLoop | None = None
         self._rides_target: dict[TopicPartition, int] | None = None
+        self.gate_options = self.options.gate_options
+        self.live: LiveEvaluation | None = None
+        self.decisions: list[LiveDecision] = []
+        # Event-time watermark of rides.completed: newest drop-off per partition read so far;
+        # partitions not empty at start hold it back until they deliver.
+        self._newest_dropoff: dict[int, datetime] = {}
+        ends = rides_consumer.end_offsets(self.rides_partitions)
+        starts = rides_consumer.beginning_offsets(self.rides_partitions)
+        self._awaited = {tp.partition for tp in self.rides_partitions if ends[tp] > starts[tp]}
+        self._watermark: datetime | None = None
 
     def publish(self, event: Event) -> None:
         """Publish a model event on models.updates, flushed (from the worker thread, or from the
@@ -150,11 +227,201 @@ class Retrainer:
             self.metrics.record_rejection(SERVICE, event)
 
     def handle_rides(self, batch: list[Received]) -> list[Outgoing]:
-        """Completed rides go into the buffer; nothing is produced."""
-        events = [item.event for item in batch if isinstance(item.event, RideCompleted)]
+        """Completed rides go into the buffer and the live evaluation; nothing is produced."""
+        events: list[RideCompleted] = []
+        for item in batch:
+            if isinstance(item.event, RideCompleted):
+                events.append(item.event)
+                newest = self._newest_dropoff.get(item.partition)
+                if newest is None or item.event.event_time > newest:
+                    self._newest_dropoff[item.partition] = item.event.event_time
         if events:
-            self.buffer.append(completed_rides(events))
+            rides = completed_rides(events)
+            self.buffer.append(rides)
+            if self.live is not None:
+                self.live.add(rides)
+        self._advance_watermark()
+        self.look()
         return []
+
+    def _advance_watermark(self) -> None:
+        if not self._newest_dropoff or not self._awaited <= self._newest_dropoff.keys():
+            return
+        candidate = min(self._newest_dropoff.values())
+        if self._watermark is None or candidate > self._watermark:
+            self._watermark = candidate
+
+    def look(self) -> None:
+        """Let the live gate look at the watermark; end the evaluation on a verdict."""
+        if self.live is None:
+            return
+        verdict = self.live.look(self._watermark)
+        if verdict is not None:
+            self.conclude(verdict)
+
+    def conclude(self, verdict: LiveDecision) -> None:
+        """Promote or reject the challenger on the gate's verdict, with its evidence."""
+        live = self.live
+        assert live is not None
+        self.live = None
+        self.decisions.append(verdict)
+        decision = verdict.decision
+        log.info("live gate on %s at %s: %s", live.version, verdict.look, decision.reason)
+        if decision.verdict == "promote":
+            started = live.started
+            trigger = started.trigger_alert_ids[-1] if started.trigger_alert_ids else None
+            promote_and_announce(
+                self.registry,
+                live.version,
+                "drift",
+                self.publish,
+                trigger,
+                started.metrics,
+                backoff=self.backoff,
+                gate=live_evidence(decision.evidence, self.gate_options),
+                # Cleared before the event: whoever reads ModelPromoted finds no challenger.
+                before_announce=lambda: self._close_challenger(live.version, "promoted"),
+            )
+        else:
+            reason: RejectReason = "futility" if "futility" in decision.reason else "budget"
+            self.reject_challenger(live, reason)
+
+    def reject_challenger(self, live: LiveEvaluation, reason: RejectReason) -> None:
+        """Tag the challenger rejected, clear the alias, publish `ModelRejected` (evidence of
+        the last look)."""
+        self.live = None
+        version = live.version
+        self._close_challenger(version, "rejected")
+        info = self.backoff.call(f"read version {version}", lambda: self.registry.version(version))
+        started = live.started
+        evidence = live.last.evidence if live.last is not None else None
+        event = rejected_event(
+            info,
+            started.champion_version,
+            started.trigger_alert_ids[-1] if started.trigger_alert_ids else None,
+            started.metrics,
+            reason,
+            live_evidence(evidence, self.gate_options),
+        )
+        self.publish(event)
+        log.info("challenger %s rejected on live rides (%s)", version, reason)
+
+    def _close_challenger(self, version: str, decision: str) -> None:
+        """Tag the decision and clear the `challenger` alias: it means "under evaluation now"."""
+        self.backoff.call(
+            f"tag version {version}",
+            lambda: self.registry.set_version_tags(version, {TAG_DECISION: decision}),
+        )
+        self.backoff.call(f"clear {CHALLENGER}", lambda: self.registry.delete_alias(CHALLENGER))
+
+    def start_challenger(self, outcome: RetrainOutcome) -> None:
+        """A challenger passed the offline check: it replaces any under evaluation, gets the
+        `challenger` alias and a `ChallengerStarted`, and is evaluated from the buffer on."""
+        assert outcome.version is not None and outcome.evaluation_start is not None
+        if self.live is not None:
+            self.reject_challenger(self.live, "superseded")
+        version = outcome.version
+        options = self.options
+        assert options.gate in ("shadow", "canary")
+        evaluation_start = outcome.evaluation_start
+        oldest = self.buffer.stats().oldest_dropoff
+        if oldest is not None and oldest.to_pydatetime() > evaluation_start:
+            # The stream ran further past the cut-off than the buffer spans while the challenger
+            # trained (a fast replay): the first rides after the cut-off are gone. Evaluate from
+            # the oldest ride still held, so no hour counts with part of its rides missing.
+            log.warning(
+                "the buffer no longer holds the rides since challenger %s's cut-off %s: "
+                "evaluated from %s",
+                version,
+                evaluation_start,
+                oldest,
+            )
+            evaluation_start = oldest.to_pydatetime()
+        started = ChallengerStarted(
+            challenge_id=promotion_id(self.registry.name, version),
+            event_time=utc_now(),
+            model_name=self.registry.name,
+            version=version,
+            champion_version=outcome.champion_version,
+            gate=options.gate,
+            canary_fraction=options.canary_fraction if options.gate == "canary" else 0.0,
+            evaluation_start=evaluation_start,
+            trigger_alert_ids=outcome.alert_ids,
+            metrics=outcome.metrics,
+        )
+        live = LiveEvaluation(
+            started, outcome.champion_model, outcome.challenger_model, self.gate_options
+        )
+        # A champion moved since the training started (by hand): the challenger was compared
+        # with a model that no longer serves.
+        champion = self.backoff.call("read the champion", self.registry.champion)
+        if champion is None or champion.version != outcome.champion_version:
+            self.reject_challenger(live, "stale")
+            return
+        tags = {
+            TAG_GATE: started.gate,
+            TAG_CANARY_FRACTION: str(started.canary_fraction),
+            TAG_EVALUATION_START: started.evaluation_start.isoformat(),
+            TAG_DECISION: "challenger",
+        }
+        self.backoff.call(
+            f"tag version {version}", lambda: self.registry.set_version_tags(version, tags)
+        )
+        self.backoff.call(
+            f"move {CHALLENGER} to {version}",
+            lambda: self.registry.set_alias(CHALLENGER, version),
+        )
+        self.publish(started)
+        self.live = live
+        live.add(self.buffer.snapshot())
+        log.info(
+            "challenger %s under live evaluation (%s) from %s: %d labelled rides already in",
+            version,
+            started.gate,
+            started.evaluation_start,
+            live.rides,
+        )
+        self.look()
+
+    def resume_challenger(self, announced: list[AnyModelUpdate]) -> None:
+        """After a restart: the challenger under the alias is evaluated again (its rides come
+        as the buffer is rebuilt); a stale alias is cleared."""
+        info = self.backoff.call(
+            f"read alias {CHALLENGER}", lambda: self.registry.alias(CHALLENGER)
+        )
+        if info is None:
+            return
+        champion = self.backoff.call("read the champion", self.registry.champion)
+        started = challenger_started(info, announced)
+        if (
+            started is None
+            or self.options.gate == "offline"
+            or (champion is not None and champion.version == info.version)
+        ):
+            # Promoted (the alias clear was lost), or not a live-gate challenger: nothing to
+            # evaluate; the alias must not make a predictor shadow it.
+            log.info(
+                "clearing %s alias of version %s: not under evaluation", CHALLENGER, info.version
+            )
+            self.backoff.call(f"clear {CHALLENGER}", lambda: self.registry.delete_alias(CHALLENGER))
+            return
+        if not any(u is started for u in announced):
+            self.publish(started)  # killed between the alias move and the event
+        champion_model: Any = None
+        if started.champion_version is not None:
+            version = started.champion_version
+            champion_model = self.backoff.call(
+                f"load champion {version}", lambda: self.registry.load_model(version)
+            )
+        challenger_model = self.backoff.call(
+            f"load challenger {info.version}", lambda: self.registry.load_model(info.version)
+        )
+        live = LiveEvaluation(started, champion_model, challenger_model, self.gate_options)
+        self.live = live
+        if champion is None or champion.version != started.champion_version:
+            self.reject_challenger(live, "stale")
+            return
+        log.info("resuming the live evaluation of challenger %s", info.version)
 
     def handle_alerts(self, batch: list[Received]) -> list[Outgoing]:
         """Drift alerts are queued for the next training; nothing is produced now."""
@@ -168,9 +435,9 @@ class Retrainer:
         self.coalescer.offer(alerts)
         return []
 
-    def announce_missing_promotion(self) -> None:
+    def announce_missing_promotion(self, updates: list[AnyModelUpdate]) -> None:
         """Publish a `ModelPromoted` for a champion that was moved but never announced."""
-        promotions = read_promotions(self.settings.kafka, self.topics.models_updates)
+        promotions = [u for u in updates if isinstance(u, ModelPromoted)]
         announced = latest_promotion(promotions, self.registry.name)
         announce_missing_promotion(self.registry, announced, self.publish, self.backoff)
 
@@ -236,6 +503,8 @@ class Retrainer:
         # A bug, or a registry still unreachable after the retries, ends the service here.
         outcome = future.result()
         self.outcomes.append(outcome)
+        if outcome.status == "challenger":
+            self.start_challenger(outcome)
         self.coalescer.finish()
         # The alerts this run covered release their offsets: committed as the loop commits.
         self.alerts_loop.commit_released()
@@ -244,7 +513,9 @@ class Retrainer:
         """Announce a missing promotion, rebuild the buffer, then assign the alert partitions."""
         # A stop request ends a wait between registry retries at once (then the service exits).
         self.backoff = dataclasses.replace(self.backoff, sleep=stop.wait)
-        self.announce_missing_promotion()
+        announced = read_model_updates(self.settings.kafka, self.topics.models_updates)
+        self.announce_missing_promotion(announced)
+        self.resume_challenger(announced)
         champion = self.backoff.call("read the champion", self.registry.champion)
         if champion is not None:
             self.metrics.set_model_version(SERVICE, champion.version)

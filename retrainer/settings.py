@@ -9,6 +9,8 @@ from pydantic import Field
 
 from retrainer.buffer import DEFAULT_MAX_ROWS
 from retrainer.decision import DEFAULT_MARGIN
+from retrainer.gate import GateOptions
+from ridestream.events import GateMode
 from ridestream.model import DEFAULT_KIND, MODEL_KINDS
 from ridestream.registry_retry import RegistryRetryOptions
 from ridestream.settings import Settings
@@ -28,6 +30,20 @@ class RetrainerOptions(RegistryRetryOptions):
     # The challenger must beat the champion's RMSE by this fraction to be promoted.
     margin: float = Field(default=DEFAULT_MARGIN, ge=0, lt=1)
     model_kind: str = Field(default=DEFAULT_KIND, pattern="|".join(MODEL_KINDS))
+    # The live gate (README, "The live gate"): "offline" promotes on the holdout check alone;
+    # "shadow" and "canary" promote only on the rides that come after the challenger.
+    gate: GateMode = "shadow"
+    # canary: the share of rides (by a stable hash of the ride id) the challenger serves.
+    canary_fraction: float = Field(default=0.1, gt=0, lt=1)
+    # The gate's confidence sequence holds at every look with probability 1 - alpha.
+    gate_alpha: float = Field(default=0.05, gt=0, lt=1)
+    # Promote only on at least this many labelled rides over at least this much event time
+    # (a daily cycle: a challenger better at night only is not promoted at 3 am).
+    gate_min_rides: int = Field(default=2_000, gt=0)
+    gate_min_span_h: float = Field(default=24.0, ge=0)
+    # Budget: reject without a verdict after this many rides or this much event time.
+    gate_max_rides: int = Field(default=100_000, gt=0)
+    gate_max_span_days: float = Field(default=7.0, gt=0)
     # Consumer group of the drift.alerts consumer (rides.completed is read without a group).
     group_id: str = "retrainer"
     poll_timeout_ms: int = Field(default=200, gt=0)
@@ -36,6 +52,19 @@ class RetrainerOptions(RegistryRetryOptions):
     @property
     def buffer_age(self) -> timedelta:
         return timedelta(days=self.buffer_days)
+
+    @property
+    def gate_options(self) -> GateOptions:
+        """The live gate's options (`retrainer.gate`), the margin shared with the offline rule."""
+        return GateOptions(
+            margin=self.margin,
+            alpha=self.gate_alpha,
+            effect=max(1 - (1 - self.margin) ** 2, GateOptions.effect / 10),
+            min_rides=self.gate_min_rides,
+            min_span=timedelta(hours=self.gate_min_span_h),
+            max_rides=self.gate_max_rides,
+            max_span=timedelta(days=self.gate_max_span_days),
+        )
 
 
 class RetrainerSettings(Settings):

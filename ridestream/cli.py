@@ -74,6 +74,7 @@ COMMANDS = (
     Command("rollback", "retrainer.models_cli:rollback_main", "restore the previous champion"),
     Command("demo", "ridestream.demo:main", "run the whole loop on real data, end to end"),
     Command("report", "ridestream.report:main", "build the HTML report of a run from its topics"),
+    Command("backtest", "backtest.cli:main", "score retraining policies on past months, offline"),
 )
 
 

@@ -131,6 +131,10 @@ class DurationPredicted(Event):
     model_version: Id
     features: dict[str, FeatureValue]
     produced_at: WallTime
+    # None: the champion's prediction, served (every record before the live gate). "canary": the
+    # challenger's, served on rides.predictions for the canary's rides. "shadow": the model's
+    # prediction that is NOT served (on rides.shadow only).
+    role: Literal["shadow", "canary"] | None = None
 
 
 class ColumnDrift(BaseModel):
@@ -155,6 +159,12 @@ class WindowQuality(BaseModel):
     rmse: float | None
     mae: float | None
     mean_error: float | None
+    # The quality test against the champion's reference (monitor.quality); None without one.
+    expected_rmse: float | None = None
+    z: float | None = None
+    p_value: float | None = Field(default=None, ge=0, le=1)
+    design_effect: float | None = None
+    blocks: int | None = Field(default=None, ge=0)  # hourly blocks the variance comes from
 
 
 class DriftWindowClosed(Event):
@@ -201,6 +211,52 @@ class DriftDetected(Event):
     rules: list[RuleFired] = Field(min_length=1)
 
 
+GateMode = Literal["offline", "shadow", "canary"]
+
+
+class LiveEvidence(BaseModel):
+    """What the live gate saw when it decided (`retrainer.gate.GateEvidence`): the labelled rides
+    picked up after the challenger's cut-off, both models' RMSE on them, and the test."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    rides: int = Field(ge=0)
+    blocks: int = Field(ge=0)
+    # Event time (TLC local) of the first counted block's start and the last one's end.
+    first_pickup: datetime
+    last_pickup: datetime
+    champion_rmse: float
+    challenger_rmse: float
+    margin: float
+    alpha: float
+    # theta = E[(1 - margin)^2 c - h] in min^2 a ride, its always-valid confidence interval, the
+    # z statistic (None: no between-block variance) and the always-valid p of theta <= 0.
+    theta: float
+    ci_low: float
+    ci_high: float
+    z: float | None
+    p_value: float = Field(ge=0, le=1)
+
+
+class ChallengerStarted(Event):
+    """A challenger passed the offline check and is now under live evaluation (the `challenger`
+    alias). `event_time` is the wall-clock time; `evaluation_start` (event time) is the newest
+    drop-off in its training data: only rides picked up from then on count for the gate."""
+
+    key_field: ClassVar[str] = "challenge_id"
+
+    challenge_id: Id
+    event_time: WallTime
+    model_name: Id
+    version: Id
+    champion_version: str | None
+    gate: Literal["shadow", "canary"]
+    canary_fraction: float = Field(ge=0, le=1)
+    evaluation_start: datetime
+    trigger_alert_ids: list[str] = Field(default_factory=list)
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
 class ModelPromoted(Event):
     """A model version became champion. `event_time` is the wall-clock time of the move."""
 
@@ -214,6 +270,8 @@ class ModelPromoted(Event):
     reason: Literal["initial", "drift", "manual", "rollback"]
     trigger_alert_id: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
+    # The live gate's evidence (None: promoted offline, by hand, or before the live gate).
+    gate: LiveEvidence | None = None
 
 
 class ModelRejected(Event):
@@ -228,6 +286,11 @@ class ModelRejected(Event):
     champion_version: str | None
     trigger_alert_id: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
+    # Why (None: the offline check, as before the live gate): "offline", or the live gate's
+    # "futility", "budget", "superseded" (a newer challenger replaced it), "stale" (the
+    # champion it was compared with is no longer champion).
+    reason: Literal["offline", "futility", "budget", "superseded", "stale"] | None = None
+    gate: LiveEvidence | None = None
 
 
 def _model_update_kind(value: Any) -> str | None:
@@ -238,28 +301,37 @@ def _model_update_kind(value: Any) -> str | None:
             return "promoted"
         if "rejection_id" in value:
             return "rejected"
+        if "challenge_id" in value:
+            return "challenger"
         return None
     if isinstance(value, ModelPromoted):
         return "promoted"
     if isinstance(value, ModelRejected):
         return "rejected"
+    if isinstance(value, ChallengerStarted):
+        return "challenger"
     return None
 
 
-# Everything on `models.updates`: a promotion or a rejection, each a legitimate update.
+# Everything on `models.updates`: a promotion, a rejection or a challenger under live
+# evaluation, each a legitimate update.
 ModelUpdate = Annotated[
-    Annotated[ModelPromoted, Tag("promoted")] | Annotated[ModelRejected, Tag("rejected")],
+    Annotated[ModelPromoted, Tag("promoted")]
+    | Annotated[ModelRejected, Tag("rejected")]
+    | Annotated[ChallengerStarted, Tag("challenger")],
     Discriminator(
         _model_update_kind,
         custom_error_type="model_update_kind",
-        custom_error_message="neither a promotion (promotion_id) nor a rejection (rejection_id)",
+        custom_error_message="neither a promotion (promotion_id), a rejection (rejection_id) "
+        "nor a challenger (challenge_id)",
     ),
 ]
+AnyModelUpdate = ModelPromoted | ModelRejected | ChallengerStarted
 # The decoder of `models.updates` for every service (`MODEL_UPDATES.validate_json(value)`).
-MODEL_UPDATES: TypeAdapter[ModelPromoted | ModelRejected] = TypeAdapter(ModelUpdate)
+MODEL_UPDATES: TypeAdapter[AnyModelUpdate] = TypeAdapter(ModelUpdate)
 
 
-def decode_model_update(value: bytes) -> ModelPromoted | ModelRejected:
+def decode_model_update(value: bytes) -> AnyModelUpdate:
     """Parse and validate a `models.updates` value; raises pydantic.ValidationError."""
     return MODEL_UPDATES.validate_json(value, strict=True)
 

@@ -23,7 +23,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from kafka.errors import KafkaError
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -157,6 +157,27 @@ class Metrics:
             ("service",),
             registry=registry,
         )
+
+    def start_counters(self, service: str) -> None:
+        """Create the decision counters `service` records (monitor: windows and alerts by rule;
+        retrainer: retrains, promotions by reason, rejections) at 0, before anything happened.
+
+        Prometheus' increase() and rate() count changes between two samples of a series: a
+        series first scraped at 1 (the retrainer's "initial" promotion at start, a first alert
+        between two scrapes) shows no increase ever, and its dashboard panel stays empty
+        (found by tests/reliability/test_dashboard_queries.py).
+        """
+        from ridestream.events import ModelPromoted, RuleFired  # the label values, spelled once
+
+        if service == "monitor":
+            self.windows_closed.labels(service)
+            for rule in get_args(RuleFired.model_fields["rule"].annotation):
+                self.drift_alerts.labels(service, rule)
+        elif service == "retrainer":
+            self.retrains.labels(service)
+            self.rejections.labels(service)
+            for reason in get_args(ModelPromoted.model_fields["reason"].annotation):
+                self.promotions.labels(service, reason)
 
     # -- the loop ---------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ connects at import time, and mlflow itself is imported on first use, so importin
 stays cheap.
 
 Aliases: `champion` is the version that serves; `promote` moves it and points `previous` at
-the version it replaced, so a rollback is one more `promote`.
+the version it replaced, so a rollback is one more `promote`; `challenger` is the version
+under live evaluation, if any.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
+# The version under live evaluation (the retrainer's gate), cleared by every decision; its
+# version tags say how it is evaluated, so a restarted predictor shadows it the same way.
+CHALLENGER = "challenger"
+TAG_GATE = "gate"
+TAG_CANARY_FRACTION = "canary_fraction"
 # Where, inside a version's run, the monitor's reference frame lives.
 REFERENCE_ARTIFACT_DIR = "reference"
 REFERENCE_FILE = "reference.parquet"
@@ -198,7 +204,8 @@ class ModelRegistry:
             return mlflow.sklearn.load_model(f"models:/{self.name}/{version}")
 
     def load_reference(self, version: str | int) -> pd.DataFrame:
-        """The reference frame stored with a version (`FEATURES` + `PREDICTION` + `TARGET`)."""
+        """The reference frame stored with a version (`FEATURES` + `PREDICTION` + `TARGET`, and
+        `PICKUP_TIME` in references logged since the monitor's calendar)."""
         info = self.version(version)
         if info.run_id is None:
             raise ModelNotFoundError(f"{self.name} version {version} has no run")
@@ -214,6 +221,16 @@ class ModelRegistry:
         """Point `alias` at `version`."""
         self.version(version)  # fail clearly on a version that does not exist
         self.client.set_registered_model_alias(self.name, alias, str(version))
+
+    def delete_alias(self, alias: str) -> None:
+        """Remove `alias` (nothing happens when it does not exist: a retried call is harmless)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.delete_registered_model_alias(self.name, alias)
+        except MlflowException as error:
+            if error.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise
 
     def promote(self, version: str | int) -> str | None:
         """Make `version` champion; the replaced champion becomes `previous` and is returned."""

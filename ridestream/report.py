@@ -1,8 +1,10 @@
 """The run report: one self-contained HTML page (works offline, no CDN) over event time.
 
-It shows window RMSE against the champion's reference, drifted share and prediction drift,
-alerts and model switches marked, and prediction throughput. `build_report` is pure (events in,
-HTML out); `ridestream report` reads the events of any run from its topics.
+It opens with the scorecard (`ridestream.run_scorecard`: the loop's served RMSE against never
+retraining, each promotion on the rides it served, alert precision), then shows window RMSE
+against the champion's reference, drifted share and prediction drift, alerts and model switches
+marked, and prediction throughput. `build_report` is pure (events in, HTML out); `read_run` reads
+the events of any run from its topics and scores its models through the registry.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from ridestream.events import (
     RideCompleted,
     RuleFired,
 )
+from ridestream.registry import ModelNotFoundError
+from ridestream.run_scorecard import RunScorecard, Served
+from ridestream.scorecard import MIN_SCORED_WINDOW_RIDES
 from ridestream.settings import Settings
 from ridestream.topics import Topics
 
@@ -47,20 +52,9 @@ class RunEvents:
     # Predictions per wall-clock second (from `produced_at`), for the throughput plot.
     predictions_per_second: dict[datetime, int] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
-    # Both models of each switch scored on the same rides (see `score_switches`).
-    switch_scores: list[SwitchScore] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class SwitchScore:
-    """A promotion judged fairly: the new and the replaced model on the same labelled rides,
-    the ones the new model predicted in the stream."""
-
-    previous_version: str
-    version: str
-    rides: int
-    rmse_previous: float
-    rmse_new: float
+    # The loop against never retraining, each promotion on its rides (`score_run`); None
+    # when the models were not scored.
+    scorecard: RunScorecard | None = None
 
 
 @dataclass(frozen=True)
@@ -194,10 +188,7 @@ def build_report(run: RunEvents, title: str = "ridestream run") -> str:
             ["model", "replaced", "first window", "mean RMSE before", "mean RMSE after"],
             switch_rows,
         ),
-        scores=_table(
-            ["replaced", "by", "rides", "RMSE replaced model", "RMSE new model"],
-            [_score_row(x) for x in run.switch_scores],
-        ),
+        scorecard=_scorecard_html(run.scorecard),
         alerts=_table(["window", "rules"], alert_rows),
         plots=plots,
     )
@@ -227,9 +218,49 @@ def _gaps(windows: Sequence[DriftWindowClosed]) -> list[dict[str, Any]]:
     ]
 
 
-def _score_row(x: SwitchScore) -> tuple[str, ...]:
-    old, new = f"{x.rmse_previous:.2f}", f"{x.rmse_new:.2f}"
-    return (f"v{x.previous_version}", f"v{x.version}", f"{x.rides:,}", old, new)
+def _scorecard_html(card: RunScorecard | None) -> str:
+    """The scorecard's tables: the loop against never retraining, promotions, retrainings."""
+    if card is None:
+        return "<p>not scored (read without the model registry)</p>"
+    served = _table(
+        ["served by", "labelled rides", "RMSE", "MAE"],
+        [
+            ("the loop", f"{card.loop.count:,}", _number(card.loop.rmse), _number(card.loop.mae)),
+            (
+                f"never retrained (v{card.first_version})",
+                f"{card.never_retrained.count:,}",
+                _number(card.never_retrained.rmse),
+                _number(card.never_retrained.mae),
+            ),
+        ],
+    )
+    promotions = _table(
+        ["model", "replaced", "serving from", "labelled rides", "RMSE", "RMSE replaced", "harmful"],
+        [
+            (
+                f"v{p.version}",
+                f"v{p.replaced_version}",
+                f"{p.serving_from:%Y-%m-%d %H:%M}" if p.serving_from else "",
+                f"{p.served.count:,}",
+                _number(p.served.rmse),
+                _number(p.replaced.rmse),
+                "HARMFUL" if p.harmful else "",
+            )
+            for p in card.promotions
+        ],
+    )
+    retrainings = _table(
+        ["trigger alert", "alerts answered", "model", "outcome"],
+        [(r.trigger_alert_id, r.alerts, f"v{r.version}", r.result) for r in card.retrainings],
+    )
+    precision = _number(card.alert_precision)
+    return (
+        f"<p>On the labelled rides (1-60 min) of the {card.windows} windows of at least "
+        f"{MIN_SCORED_WINDOW_RIDES} rides.</p>{served}"
+        "<h3>Promotions, each on the rides it served</h3>" + promotions + "<h3>Retrainings</h3>"
+        f"{retrainings}<p>alert precision: {precision or '-'} ({card.useful_alerts} of "
+        f"{card.alerts} alerts led to a promotion that did not hurt)</p>"
+    )
 
 
 def _number(value: float | None) -> str:
@@ -259,8 +290,8 @@ section.plot {{ margin: 1rem 0; }}
 </head><body>
 <h1>{title}</h1>
 <h2>Counts</h2>{counts}
+<h2>Scorecard: the loop against never retraining</h2>{scorecard}
 <h2>Model switches</h2>{switches}
-<h3>Each switch on the same rides (the ones the new model predicted)</h3>{scores}
 <h2>Alerts</h2>{alerts}
 {plots}
 </body></html>
@@ -270,8 +301,8 @@ section.plot {{ margin: 1rem 0; }}
 def read_run(
     settings: Settings, topics: Topics, *, score_models: bool = True, timeout_s: float = 60.0
 ) -> RunEvents:
-    """Read a run's events from its topics; with `score_models`, also score each switch's two
-    models on the same rides through the registry (`score_switches`)."""
+    """Read a run's events from its topics; with `score_models`, also its scorecard, for
+    which the models are loaded from the registry (`score_run`)."""
     from ridestream.stream.topic_reader import count_records, read_events, read_records
     from ridestream.topics import dead_letter_topic
 
@@ -284,11 +315,14 @@ def read_run(
         rejections=read_events(kafka, updates, ModelRejected, timeout_s=timeout_s),
     )
     per_second: Counter[datetime] = Counter()
-    version_of: dict[str, str] = {}
+    served: dict[str, Served] = {}  # the last prediction of each ride, as for events
+    first: tuple[datetime, str] | None = None  # the earliest prediction: the first champion
     for record in read_records(kafka, topics.rides_predictions, timeout_s=timeout_s):
         prediction = DurationPredicted.model_validate_json(record.value)
         per_second[prediction.produced_at.replace(microsecond=0, tzinfo=None)] += 1
-        version_of[prediction.ride_id] = prediction.model_version
+        served[prediction.ride_id] = (prediction.model_version, prediction.predicted_duration_min)
+        if first is None or prediction.produced_at < first[0]:
+            first = (prediction.produced_at, prediction.model_version)
     run.predictions_per_second = dict(per_second)
     run.counts = {
         "rides requested": count_records(kafka, topics.rides_requested),
@@ -300,55 +334,49 @@ def read_run(
         "rejections": len(run.rejections),
         "dead letters": sum(count_records(kafka, dead_letter_topic(name)) for name in topics.all()),
     }
-    if score_models and any(p.previous_version for p in run.promotions):
+    if score_models and first is not None:
         completed = read_events(kafka, topics.rides_completed, RideCompleted, timeout_s=timeout_s)
-        run.switch_scores = score_switches(settings, run.promotions, completed, version_of)
+        run.scorecard = score_run(settings, run, completed, served, first_version=first[1])
     return run
 
 
-def score_switches(
+def score_run(
     settings: Settings,
-    promotions: Sequence[ModelPromoted],
+    run: RunEvents,
     completed: Sequence[RideCompleted],
-    version_of: dict[str, str],
-) -> list[SwitchScore]:
-    """For each promotion, the new and the replaced model (loaded from the registry) on the
-    labelled rides the new model predicted: a fair before/after on the same rides."""
-    from ridestream.features import TARGET, is_labelled, rides_frame
-    from ridestream.model import predict, score
+    served: dict[str, Served],
+    first_version: str,
+) -> RunScorecard:
+    """The run's scorecard (`ridestream.run_scorecard`): the first champion and each replaced
+    model, loaded from the registry, predict the scored rides; the retrained versions' tags
+    tell how many alerts each retraining answered."""
+    from ridestream.model import predict
     from ridestream.registry import ModelRegistry
+    from ridestream.run_scorecard import build_scorecard, scored_rides, versions_to_predict
 
     registry = ModelRegistry(settings.mlflow)
-    scores = []
-    for promotion in sorted(promotions, key=lambda p: p.event_time):
-        if promotion.previous_version is None:
-            continue
-        rides = rides_frame(c for c in completed if version_of.get(c.ride_id) == promotion.version)
-        rides = rides[is_labelled(rides[TARGET])]
-        if rides.empty:
-            continue
-        truth = rides[TARGET].to_numpy()
-        new = predict(registry.load_model(promotion.version), rides)
-        old = predict(registry.load_model(promotion.previous_version), rides)
-        scores.append(
-            SwitchScore(
-                previous_version=promotion.previous_version,
-                version=promotion.version,
-                rides=len(rides),
-                rmse_previous=score(truth, old)["rmse"],
-                rmse_new=score(truth, new)["rmse"],
-            )
-        )
-    return scores
+    rides = scored_rides(completed, served, run.windows)
+    needed = versions_to_predict(first_version, run.promotions)
+    for version in needed:  # another run's store: ModelNotFoundError here, not MLflow's trace
+        registry.version(version)
+    predictions = {version: predict(registry.load_model(version), rides) for version in needed}
+    events: list[ModelPromoted | ModelRejected] = [*run.promotions, *run.rejections]
+    retrained = [e.version for e in events if e.trigger_alert_id]
+    tags = {version: registry.version(version).tags for version in retrained}
+    return build_scorecard(
+        rides, first_version, predictions, run.promotions, run.rejections, len(run.alerts), tags
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`ridestream report`: build the HTML report of a run from its topics."""
     parser = CommandParser(
         prog="ridestream report",
-        description="Build a self-contained HTML report (window RMSE, drift, alerts, model "
+        description="Build a self-contained HTML report (the scorecard: served RMSE against "
+        "never retraining, promotions, alert precision; window RMSE, drift, alerts, model "
         "switches, throughput) from the topics of a run. Reads the broker in "
-        "RIDESTREAM_KAFKA__BOOTSTRAP_SERVERS.",
+        "RIDESTREAM_KAFKA__BOOTSTRAP_SERVERS and the models in the MLflow store of "
+        "RIDESTREAM_MLFLOW__TRACKING_URI.",
     )
     add_kafka_options(parser)
     parser.add_argument("--out", type=Path, default=Path("reports/report.html"), help="output file")
@@ -356,7 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-models",
         action="store_true",
-        help="skip scoring each switch's two models on the same rides (needs the MLflow store)",
+        help="skip the scorecard (the loop against never retraining, each promotion on its "
+        "rides), which loads the models from the MLflow store",
     )
     args = parser.parse_args(argv)
     settings = with_kafka_options(Settings(), args)
@@ -365,6 +394,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         run = read_run(settings, topics, score_models=not args.no_models)
     except KafkaError as error:  # broker unreachable and the like: one line, no trace
         print(f"ridestream report: cannot read the topics: {error}", file=sys.stderr)
+        return 1
+    except ModelNotFoundError as error:  # another run's MLflow store: say so, no trace
+        print(f"ridestream report: {error} (--no-models skips the scorecard)", file=sys.stderr)
         return 1
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(build_report(run, args.title), encoding="utf-8")

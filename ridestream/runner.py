@@ -23,6 +23,7 @@ from typing import TypeVar
 from kafka.errors import KafkaError
 from pydantic import ValidationError
 
+from ridestream.metrics import default_metrics
 from ridestream.observability import configure_logging, serve_metrics
 from ridestream.registry import disable_mlflow_http_retries
 from ridestream.registry_retry import RegistryUnavailableError
@@ -62,6 +63,7 @@ def run_service(
     redact_client_secrets()
     disable_mlflow_http_retries()
     serve_metrics(settings.metrics_port, settings.metrics_host)
+    default_metrics().start_counters(command.removeprefix("ridestream "))
     stop = threading.Event()
     stop_on_signals(stop)
     try:

@@ -60,6 +60,11 @@ class KafkaSettings(BaseModel):
     # How long a transaction left open by a crashed exactly-once producer holds back
     # read_committed readers before the broker aborts it (kafka-python's default is 60 s).
     transaction_timeout_ms: int = Field(default=10_000, gt=0)
+    # Replicas of each topic ridestream creates, and how many must have a write before it is
+    # acknowledged (acks=all). Unset: derived from the cluster's size when the topic is created
+    # (3 and 2 on three or more brokers, 1 and 1 on one; see stream/admin.py).
+    replication_factor: int | None = Field(default=None, gt=0)
+    min_insync_replicas: int | None = Field(default=None, gt=0)
 
     @field_validator("sasl_password")
     @classmethod
@@ -108,11 +113,14 @@ class MlflowSettings(BaseModel):
 
 
 class BrokerSettings(BaseModel):
-    """The local single-node Apache Kafka that `ridestream broker up` starts (no Docker)."""
+    """The local Apache Kafka that `ridestream broker up` starts (no Docker): one node, or a
+    cluster of `brokers` nodes whose node n (from 0) serves on `port + 2n` and
+    `controller_port + 2n` with its data in `data_dir/node-<n+1>`."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=19092, gt=0, lt=65536)
     controller_port: int = Field(default=19093, gt=0, lt=65536)
+    brokers: int = Field(default=1, gt=0, le=9)
     data_dir: Path = STATE_DIR / "kafka"
     heap: str = "512m"
     partitions: int = Field(default=4, gt=0)

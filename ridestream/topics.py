@@ -12,6 +12,9 @@ from dataclasses import dataclass
 RIDES_REQUESTED = "rides.requested"
 RIDES_COMPLETED = "rides.completed"
 RIDES_PREDICTIONS = "rides.predictions"
+# Predictions that are not served: a challenger's under live evaluation (shadow), or the
+# champion's for the rides a canary challenger serves.
+RIDES_SHADOW = "rides.shadow"
 DRIFT_WINDOWS = "drift.windows"
 DRIFT_ALERTS = "drift.alerts"
 MODELS_UPDATES = "models.updates"
@@ -43,6 +46,10 @@ class Topics:
         return self.prefix + RIDES_PREDICTIONS
 
     @property
+    def rides_shadow(self) -> str:
+        return self.prefix + RIDES_SHADOW
+
+    @property
     def drift_windows(self) -> str:
         return self.prefix + DRIFT_WINDOWS
 
@@ -60,6 +67,7 @@ class Topics:
             self.rides_requested,
             self.rides_completed,
             self.rides_predictions,
+            self.rides_shadow,
             self.drift_windows,
             self.drift_alerts,
             self.models_updates,

@@ -65,7 +65,8 @@ def reference_frame(
     model: Any, val_rides: pd.DataFrame, max_rows: int = REFERENCE_ROWS
 ) -> pd.DataFrame:
     """The monitor's reference: a sample of labelled validation rides' features, prediction
-    and label (columns `FEATURES` + `PREDICTION` + `TARGET`)."""
+    and label (columns `FEATURES` + `PREDICTION` + `TARGET`), and their pickup times (the
+    monitor's calendar: holidays, and how much the error varies from day to day)."""
     rides = labelled(val_rides)
     if len(rides) > max_rows:
         rides = rides.sample(n=max_rows, random_state=0).sort_index()
@@ -73,6 +74,7 @@ def reference_frame(
     reference = features[list(FEATURES)].copy()
     reference[PREDICTION] = predict_features(model, features)
     reference[TARGET] = rides[TARGET].to_numpy(dtype="float64")
+    reference[PICKUP_TIME] = pd.to_datetime(rides[PICKUP_TIME]).to_numpy()
     return reference.reset_index(drop=True)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ridestream.report import RunEvents, model_switches
+from ridestream.scorecard import MIN_SCORED_WINDOW_RIDES
 
 Section = Callable[[RunEvents], list[str]]
 
@@ -20,9 +21,9 @@ def count_lines(run: RunEvents) -> list[str]:
 
 
 def switch_lines(run: RunEvents) -> list[str]:
-    """Each model switch: the mean window RMSE before and after, and the paired score."""
+    """Each model switch: the mean window RMSE before and after (different weeks; the
+    scorecard compares each promotion with the replaced model on the same rides)."""
     lines = ["model switches (RMSE in minutes)"]
-    scores = {(x.previous_version, x.version): x for x in run.switch_scores}
     switches = model_switches(run)
     for switch in switches:
         before = f"{switch.rmse_before:.2f}" if switch.rmse_before is not None else "-"
@@ -31,13 +32,6 @@ def switch_lines(run: RunEvents) -> list[str]:
             f"  v{switch.previous_version} -> v{switch.version} at {switch.window_start:%Y-%m-%d}: "
             f"mean window RMSE before {before}, after {after}"
         )
-        fair = scores.get((switch.previous_version or "", switch.version))
-        if fair is not None:
-            lines.append(
-                f"    on the {fair.rides:,} labelled rides v{fair.version} predicted: "
-                f"v{fair.previous_version} {fair.rmse_previous:.2f} -> v{fair.version} "
-                f"{fair.rmse_new:.2f}"
-            )
     if not switches:
         lines.append("  none")
     return lines
@@ -61,8 +55,49 @@ def window_lines(run: RunEvents) -> list[str]:
     return lines
 
 
+def scorecard_lines(run: RunEvents) -> list[str]:
+    """The loop's served RMSE / MAE against never retraining on the same rides, each promotion
+    on the rides it served (harmful ones flagged), each retraining and the alert precision."""
+    card = run.scorecard
+    if card is None:
+        return ["scorecard", "  not scored (read without the model registry)"]
+    loop, never = card.loop, card.never_retrained
+    lines = [
+        f"scorecard (RMSE / MAE in minutes on the {loop.count:,} labelled rides of the "
+        f"{card.windows} windows of at least {MIN_SCORED_WINDOW_RIDES} rides)",
+        f"  {'the loop (served)':<24} {_number(loop.rmse)} / {_number(loop.mae)}",
+        f"  {f'never retrained (v{card.first_version})':<24} "
+        f"{_number(never.rmse)} / {_number(never.mae)}",
+        "  promotions, each on the rides it served, against the model it replaced",
+    ]
+    for p in card.promotions:
+        serving_from = f"{p.serving_from:%Y-%m-%d %H:%M}" if p.serving_from else "-"
+        lines.append(
+            f"    v{p.version} from {serving_from}: {p.served.count:,} rides, RMSE "
+            f"{_number(p.served.rmse)} vs v{p.replaced_version} {_number(p.replaced.rmse)}"
+            + ("  HARMFUL" if p.harmful else "")
+        )
+    if not card.promotions:
+        lines.append("    none")
+    lines.append(f"  retrainings for the {card.alerts} alerts")
+    for r in card.retrainings:
+        answered = f"{r.alerts} alert{'s' if r.alerts != 1 else ''}"
+        lines.append(f"    {r.trigger_alert_id} ({answered}): v{r.version} {r.result}")
+    if not card.retrainings:
+        lines.append("    none")
+    lines.append(
+        f"  alert precision {_number(card.alert_precision)}: {card.useful_alerts} of "
+        f"{card.alerts} alerts led to a promotion that did not hurt"
+    )
+    return lines
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 # In print order, separated by a blank line.
-SECTIONS: tuple[Section, ...] = (count_lines, switch_lines, window_lines)
+SECTIONS: tuple[Section, ...] = (count_lines, switch_lines, window_lines, scorecard_lines)
 
 
 def summary_lines(run: RunEvents, sections: tuple[Section, ...] = SECTIONS) -> list[str]:

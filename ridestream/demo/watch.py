@@ -83,9 +83,10 @@ class Watcher(threading.Thread):
             promotion = ModelPromoted.model_validate_json(value)
             tally.champion = promotion.version
             tally.promotions += promotion.previous_version is not None  # not the first announce
-        else:
+        elif b'"rejection_id"' in value:
             ModelRejected.model_validate_json(value)
             tally.rejections += 1
+        # else: a ChallengerStarted (the live gate); its decision is counted when it comes.
 
 
 @dataclass

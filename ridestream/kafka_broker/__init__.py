@@ -1,4 +1,5 @@
-"""A real single-node Apache Kafka broker (KRaft, broker and controller in one JVM), no Docker.
+"""A real Apache Kafka (KRaft, broker and controller in one JVM per node), no Docker: one node,
+or a cluster of nodes on loopback ports (`cluster_nodes`, `start_cluster`).
 
 The jars come from Maven Central through `pom.xml` beside this file and are cached in
 `~/.cache/ridestream/kafka-<version>/`. The broker runs detached, binds to loopback only, and
@@ -23,11 +24,17 @@ status, stop). This package exports their public names.
 from ridestream.kafka_broker.config import server_properties
 from ridestream.kafka_broker.process import (
     BrokerStatus,
+    bootstrap_servers,
+    cluster_nodes,
     free_ports,
+    kill,
     start,
+    start_cluster,
     status,
     stop,
+    stop_cluster,
     temporary_broker,
+    wait_until_serving,
 )
 from ridestream.kafka_broker.runtime import (
     KAFKA_VERSION,
@@ -45,15 +52,21 @@ __all__ = [
     "POM",
     "BrokerError",
     "BrokerStatus",
+    "bootstrap_servers",
+    "cluster_nodes",
     "default_jar_dir",
     "find_java",
     "free_ports",
     "jar_kafka_version",
     "java_major_version",
+    "kill",
     "resolve_jars",
     "server_properties",
     "start",
+    "start_cluster",
     "status",
     "stop",
+    "stop_cluster",
     "temporary_broker",
+    "wait_until_serving",
 ]

@@ -11,16 +11,18 @@ from pydantic import ValidationError
 from ridestream import kafka_broker
 from ridestream.cli import CommandParser
 from ridestream.kafka_broker import BrokerError, BrokerStatus
-from ridestream.settings import Settings
+from ridestream.settings import BrokerSettings, Settings
 
 DESCRIPTION = f"""\
-Run a single-node Apache Kafka {kafka_broker.KAFKA_VERSION} broker (KRaft) on 127.0.0.1 from its
-Maven Central jars: needs Java 17+ and Maven, no Docker. The jars are cached in
+Run Apache Kafka {kafka_broker.KAFKA_VERSION} (KRaft) on 127.0.0.1 from its Maven Central jars:
+one node, or a cluster of --brokers nodes (each broker and controller voter; topics then get 3
+replicas, 2 in sync). Needs Java 17+ and Maven, no Docker. The jars are cached in
 {kafka_broker.default_jar_dir()}.
 
 settings (environment):
-  RIDESTREAM_BROKER__PORT             bootstrap port (default 19092)
-  RIDESTREAM_BROKER__CONTROLLER_PORT  KRaft controller port (default 19093)
+  RIDESTREAM_BROKER__PORT             bootstrap port (default 19092; node n of a cluster: +2n)
+  RIDESTREAM_BROKER__CONTROLLER_PORT  KRaft controller port (default 19093; node n: +2n)
+  RIDESTREAM_BROKER__BROKERS          nodes (default 1; --brokers wins)
   RIDESTREAM_BROKER__DATA_DIR         logs, data and pid file (default .ridestream/kafka)
   RIDESTREAM_BROKER__HEAP             JVM heap, e.g. 512m
   RIDESTREAM_BROKER__PARTITIONS       partitions of auto-created topics
@@ -35,19 +37,35 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser(
+    up = commands.add_parser(
         "up",
         help="start the broker in the background (fetches the jars on first use)",
-        description="Start the broker detached and wait until it serves; "
-        "does nothing if it already runs.",
+        description="Start the broker (or each node of the cluster) detached and wait until it "
+        "serves; does nothing if it already runs.",
     )
-    commands.add_parser("down", help="stop the broker", description="Stop the broker (SIGTERM).")
-    commands.add_parser(
+    down = commands.add_parser(
+        "down", help="stop the broker", description="Stop the broker or every node (SIGTERM)."
+    )
+    state = commands.add_parser(
         "status",
         help="say whether the broker runs, where, which Kafka version and its pid",
-        description="Say whether the broker runs, its address, Kafka version and pid.",
+        description="Say whether the broker (each node) runs, its address, Kafka version and pid.",
     )
+    for command in (up, down, state):
+        command.add_argument(
+            "--brokers",
+            type=_node_count,
+            metavar="N",
+            help="nodes of the cluster (default: RIDESTREAM_BROKER__BROKERS; down and status "
+            "find a cluster's nodes in the data dir)",
+        )
     return parser
+
+
+def _node_count(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 9:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of brokers from 1 to 9")
+    return int(value)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,22 +81,33 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)  # readiness probes retry noisily
     broker = settings.broker
+    brokers = args.brokers or (broker.brokers if args.command == "up" else _found_nodes(broker))
+    nodes = kafka_broker.cluster_nodes(broker.model_copy(update={"brokers": brokers}))
     try:
         if args.command == "up":
-            before = kafka_broker.status(broker)
-            after = kafka_broker.start(broker)
-            verb = "already running" if before.running and before.pid == after.pid else "started"
-            print(f"Apache Kafka {after.kafka_version} {verb}: bootstrap servers {after.address}")
-            print(f"pid {after.pid}, data in {after.data_dir}, log {after.log_file}")
+            before = [kafka_broker.status(node) for node in nodes]
+            after = kafka_broker.start_cluster(nodes)
+            for was, now in zip(before, after, strict=True):
+                verb = "already running" if was.running and was.pid == now.pid else "started"
+                print(f"Apache Kafka {now.kafka_version} {verb} at {now.address}: pid {now.pid}")
+                print(f"  data in {now.data_dir}, log {now.log_file}")
+            print(f"bootstrap servers: {kafka_broker.bootstrap_servers(nodes)}")
         elif args.command == "down":
-            stopped = kafka_broker.stop(broker)
-            print(f"stopped broker at {broker.bootstrap}" if stopped else "no broker was running")
+            stopped = kafka_broker.stop_cluster(nodes)
+            where = kafka_broker.bootstrap_servers(nodes)
+            print(f"stopped {stopped} broker(s) at {where}" if stopped else "no broker was running")
         else:
-            print(_describe(kafka_broker.status(broker)))
+            print("\n\n".join(_describe(kafka_broker.status(node)) for node in nodes))
     except BrokerError as exc:
         print(f"ridestream broker {args.command}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _found_nodes(broker: BrokerSettings) -> int:
+    """The nodes of the cluster in the data dir (`node-<n>` folders), else the settings'."""
+    found = len(list(broker.data_dir.glob("node-*/server.properties")))
+    return found or broker.brokers
 
 
 def _describe(state: BrokerStatus) -> str:

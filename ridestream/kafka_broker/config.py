@@ -1,28 +1,48 @@
-"""The broker's server.properties: one KRaft broker and controller, on loopback only."""
+"""The broker's server.properties: KRaft nodes that are broker and controller in one, on
+loopback only; one node alone, or one node of a cluster whose nodes are all controller voters."""
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ridestream.kafka_broker.runtime import KAFKA_VERSION, BrokerError
 from ridestream.settings import BrokerSettings
+from ridestream.stream.admin import replication_for
 
 
 def server_properties(
-    settings: BrokerSettings, extra_properties: Mapping[str, str] | None = None
+    settings: BrokerSettings,
+    extra_properties: Mapping[str, str] | None = None,
+    cluster: Sequence[BrokerSettings] = (),
 ) -> str:
-    """The broker's server.properties: one KRaft broker+controller on loopback.
+    """The broker's server.properties: a KRaft broker+controller on loopback.
 
-    `extra_properties` are added last and win over the defaults, e.g. a SASL listener.
+    With `cluster` (every node's settings, this one among them) the node is one of a cluster:
+    node id = its place in `cluster` + 1, every node a controller voter, internal topics
+    replicated. `extra_properties` are added last and win over the defaults, e.g. a SASL
+    listener.
     """
     _require_loopback(settings.host)
     host, data_dir = settings.host, settings.data_dir.absolute()
+    if cluster:
+        node_id = [node.data_dir.absolute() for node in cluster].index(data_dir) + 1
+        # A static voter set: every node formats with the same cluster id and no --standalone.
+        quorum = {
+            "controller.quorum.voters": ",".join(
+                f"{n}@{node.host}:{node.controller_port}" for n, node in enumerate(cluster, 1)
+            )
+        }
+    else:
+        node_id = 1
+        quorum = {"controller.quorum.bootstrap.servers": f"{host}:{settings.controller_port}"}
+    # Internal topics (consumer offsets, transactions) are replicated as ridestream's own.
+    replicas, min_isr = map(str, replication_for(len(cluster) or 1))
     properties: dict[str, str] = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.bootstrap.servers": f"{host}:{settings.controller_port}",
+        "node.id": str(node_id),
+        **quorum,
         "listeners": f"PLAINTEXT://{host}:{settings.port},CONTROLLER://{host}:{settings.controller_port}",
         "advertised.listeners": f"PLAINTEXT://{host}:{settings.port}",
         "controller.listener.names": "CONTROLLER",
@@ -30,12 +50,14 @@ def server_properties(
         "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
         "log.dirs": str(data_dir / "data"),
         "num.partitions": str(settings.partitions),
-        # One node: every internal topic has one replica.
-        "offsets.topic.replication.factor": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
+        "offsets.topic.replication.factor": replicas,
+        "transaction.state.log.replication.factor": replicas,
+        "transaction.state.log.min.isr": min_isr,
+        "share.coordinator.state.topic.replication.factor": replicas,
+        "share.coordinator.state.topic.min.isr": min_isr,
+        # Topics created by a client that names no replication (auto-created ones too).
+        "default.replication.factor": replicas,
+        "min.insync.replicas": min_isr,
         # The 3 s default only helps groups whose members start together; tests want speed.
         "group.initial.rebalance.delay.ms": "0",
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import os
@@ -11,7 +12,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,21 +102,27 @@ def start(
     *,
     jar_dir: Path | None = None,
     client_config: Mapping[str, Any] | None = None,
+    cluster: Sequence[BrokerSettings] = (),
+    wait: bool = True,
 ) -> BrokerStatus:
     """Start the broker detached and wait until it serves; does nothing if it already runs.
 
     `extra_properties` go into server.properties (e.g. a SASL listener); `client_config` is the
     kafka-python config the readiness check connects with (default: PLAINTEXT on the port).
+    `cluster`: the settings of every node when this is one node of a cluster (see
+    `cluster_nodes`); `wait=False` returns once the JVM runs (a node of a new cluster cannot
+    serve before a majority of the voters runs: `start_cluster` starts them all, then waits).
     """
     files = _Files(settings.data_dir.absolute())
     deadline = time.monotonic() + settings.startup_timeout_s
     pid = _broker_pid(files)
     if pid is not None:
         log.info("Apache Kafka already runs at %s (pid %d)", settings.bootstrap, pid)
-        _wait_until_ready(pid, settings, files, client_config, deadline)
+        if wait:
+            _wait_until_ready(pid, settings, files, client_config, deadline)
         return status(settings)
     files.pid.unlink(missing_ok=True)  # stale: that broker is gone
-    properties = server_properties(settings, extra_properties)
+    properties = server_properties(settings, extra_properties, cluster)
     if _port_answers(settings.host, settings.port):
         raise BrokerError(
             f"{settings.bootstrap} is already in use by another process "
@@ -128,7 +136,7 @@ def start(
     files.server_properties.write_text(properties)
     classpath = str(jars / "*")
     if not (files.logs / "meta.properties").is_file():
-        _format_storage(java, classpath, files)
+        _format_storage(java, classpath, files, _cluster_id(cluster) if cluster else None)
 
     command = [
         java,
@@ -156,13 +164,123 @@ def start(
     _children[process.pid] = process
     files.pid.write_text(f"{process.pid}\n")
     files.version.write_text(f"{version}\n")
+    if wait:
+        wait_until_serving(settings, client_config, deadline=deadline)
+    return status(settings)
+
+
+def wait_until_serving(
+    settings: BrokerSettings,
+    client_config: Mapping[str, Any] | None = None,
+    *,
+    deadline: float | None = None,
+) -> None:
+    """Wait until the started broker serves; stop it and raise BrokerError if it dies or is
+    late (by `deadline`, a `time.monotonic()`, default `settings.startup_timeout_s` from now)."""
+    files = _Files(settings.data_dir.absolute())
+    pid = _broker_pid(files)
+    if pid is None:
+        raise BrokerError(f"no Apache Kafka runs in {files.data_dir}:\n{_log_tail(files)}")
+    deadline = deadline or time.monotonic() + settings.startup_timeout_s
     try:
-        _wait_until_ready(process.pid, settings, files, client_config, deadline)
+        _wait_until_ready(pid, settings, files, client_config, deadline)
     except BrokerError:
-        _terminate(process.pid, _STOP_TIMEOUT_S)
+        _terminate(pid, _STOP_TIMEOUT_S)
         files.pid.unlink(missing_ok=True)
         raise
-    return status(settings)
+
+
+def cluster_nodes(
+    settings: BrokerSettings, ports: Sequence[tuple[int, int]] | None = None
+) -> list[BrokerSettings]:
+    """The settings of each node of the cluster `settings` describes (`settings.brokers`
+    nodes; one node is `settings` itself). Node n (from 0) serves on `port + 2n` and
+    `controller_port + 2n`, or on `ports[n]` (a port and a controller port), with its data in
+    `data_dir/node-<n+1>`."""
+    if settings.brokers == 1 and not ports:
+        return [settings]
+    count = len(ports) if ports else settings.brokers
+    pairs = ports or [
+        (settings.port + 2 * n, settings.controller_port + 2 * n) for n in range(count)
+    ]
+    return [
+        settings.model_copy(
+            update={
+                "port": port,
+                "controller_port": controller_port,
+                "brokers": count,
+                "data_dir": settings.data_dir / f"node-{n + 1}",
+            }
+        )
+        for n, (port, controller_port) in enumerate(pairs)
+    ]
+
+
+def bootstrap_servers(nodes: Sequence[BrokerSettings]) -> str:
+    """The clients' bootstrap servers of a cluster: every node, so any one may be down."""
+    return ",".join(node.bootstrap for node in nodes)
+
+
+def start_cluster(nodes: Sequence[BrokerSettings]) -> list[BrokerStatus]:
+    """Start every node of a cluster (from `cluster_nodes`), then wait until each serves; nodes
+    that already run are left alone. Each node's JVM is started before any is waited for: the
+    controllers elect a leader only once a majority of them runs."""
+    if len(nodes) == 1:
+        return [start(nodes[0])]
+    for node in nodes:
+        start(node, cluster=nodes, wait=False)
+    deadline = time.monotonic() + max(node.startup_timeout_s for node in nodes)
+    try:
+        for node in nodes:
+            wait_until_serving(node, deadline=deadline)
+    except BrokerError:
+        stop_cluster(nodes)
+        raise
+    log.info("Apache Kafka cluster of %d nodes serves at %s", len(nodes), bootstrap_servers(nodes))
+    return [status(node) for node in nodes]
+
+
+def stop_cluster(nodes: Sequence[BrokerSettings], timeout_s: float = _STOP_TIMEOUT_S) -> int:
+    """Stop every node of a cluster at once (SIGTERM to all, then wait); the number that ran.
+
+    At once, not one by one: the last nodes of a cluster stopped in turn wait for a controller
+    quorum that is already gone."""
+    running = [(node, _broker_pid(_Files(node.data_dir.absolute()))) for node in nodes]
+    pids = [pid for _, pid in running if pid is not None]
+    for alive in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(alive, signal.SIGTERM)
+    for node, pid in running:
+        if pid is not None:
+            _terminate(pid, timeout_s)
+        _Files(node.data_dir.absolute()).pid.unlink(missing_ok=True)
+    return len(pids)
+
+
+def kill(settings: BrokerSettings) -> int | None:
+    """SIGKILL the broker (a crash: nothing flushed, no controlled shutdown); its pid, or None
+    when it was not running."""
+    files = _Files(settings.data_dir.absolute())
+    pid = _broker_pid(files)
+    if pid is not None:
+        os.kill(pid, signal.SIGKILL)
+        while _pid_alive(pid):
+            time.sleep(0.05)
+        log.info("killed Apache Kafka at %s (pid %d) with SIGKILL", settings.bootstrap, pid)
+    return pid
+
+
+def _cluster_id(cluster: Sequence[BrokerSettings]) -> str:
+    """The id every node of a cluster is formatted with, kept beside the nodes' data dirs."""
+    path = cluster[0].data_dir.absolute().parent / "cluster.id"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Kafka's Uuid in its base64 form; one that starts with "-" would read as an option.
+        cluster_id = "-"
+        while cluster_id.startswith("-"):
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        path.write_text(cluster_id + "\n")
+    return path.read_text().strip()
 
 
 def free_ports(count: int) -> list[int]:
@@ -204,14 +322,21 @@ def stop(settings: BrokerSettings, timeout_s: float = _STOP_TIMEOUT_S) -> bool:
     return pid is not None
 
 
-def _format_storage(java: str, classpath: str, files: _Files) -> None:
-    """Format the KRaft metadata and log dir once, with a new cluster id."""
+def _format_storage(
+    java: str, classpath: str, files: _Files, cluster_id: str | None = None
+) -> None:
+    """Format the KRaft metadata and log dir once: a node alone with a new cluster id, a node
+    of a cluster with the cluster's id."""
     storage_tool = [java, "-cp", classpath, "kafka.tools.StorageTool"]
-    cluster_id = _run_tool("kafka-storage random-uuid", [*storage_tool, "random-uuid"])
-    # --standalone makes this node the only controller voter (matches
-    # controller.quorum.bootstrap.servers); -g tolerates an already formatted dir.
     config = str(files.server_properties)
-    format_command = [*storage_tool, "format", "--standalone", "-t", cluster_id, "-c", config]
+    if cluster_id is None:
+        cluster_id = _run_tool("kafka-storage random-uuid", [*storage_tool, "random-uuid"])
+        # --standalone makes this node the only controller voter (matches
+        # controller.quorum.bootstrap.servers).
+        format_command = [*storage_tool, "format", "--standalone", "-t", cluster_id, "-c", config]
+    else:  # the voters are static (controller.quorum.voters)
+        format_command = [*storage_tool, "format", "-t", cluster_id, "-c", config]
+    # -g tolerates an already formatted dir.
     _run_tool("kafka-storage format", [*format_command, "-g"])
 
 
@@ -293,7 +418,8 @@ def _broker_pid(files: _Files) -> int | None:
         pid = int(files.pid.read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if _pid_alive(pid) and _is_kafka(pid) else None
+    # A broker this process launched is known; its /proc cmdline may not show java yet.
+    return pid if _pid_alive(pid) and (pid in _children or _is_kafka(pid)) else None
 
 
 def _pid_alive(pid: int) -> bool:

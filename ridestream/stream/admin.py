@@ -23,15 +23,28 @@ def create_topics(
     partitions: int = 4,
     config: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """Create the topics that do not exist yet; returns the names it created."""
+    """Create the topics that do not exist yet; returns the names it created.
+
+    Their replication factor and `min.insync.replicas` come from the settings when set, else
+    from the cluster's size (`replication_for`); `config` wins over both."""
     admin = KafkaAdminClient(**settings.client_config())
     try:
         existing = set(admin.list_topics())
         wanted = [name for name in dict.fromkeys(names) if name not in existing]
         if not wanted:
             return []
+        brokers = len(admin.describe_cluster()["brokers"])
+        replicas, min_insync = replication_for(
+            brokers, settings.replication_factor, settings.min_insync_replicas
+        )
+        topic_config = {"min.insync.replicas": str(min_insync), **(config or {})}
         new = [
-            NewTopic(name, num_partitions=partitions, replication_factor=1, topic_configs=config)
+            NewTopic(
+                name,
+                num_partitions=partitions,
+                replication_factor=replicas,
+                topic_configs=topic_config,
+            )
             for name in wanted
         ]
         # Created meanwhile by another service: that is what we wanted.
@@ -41,6 +54,21 @@ def create_topics(
         return wanted
     finally:
         admin.close()
+
+
+def replication_for(
+    brokers: int, replication_factor: int | None = None, min_insync_replicas: int | None = None
+) -> tuple[int, int]:
+    """The replication factor and `min.insync.replicas` of a new topic on `brokers` brokers.
+
+    Three replicas with two in sync: with acks=all a write survives the loss of any one broker
+    and the topic stays writable while one broker is down. A smaller cluster gets one replica
+    per broker and min.insync.replicas one below that (1 on one broker, where nothing else is
+    possible). Explicit values win; the minimum never exceeds the replicas.
+    """
+    replicas = replication_factor or min(3, max(1, brokers))
+    min_insync = min_insync_replicas or max(1, replicas - 1)
+    return replicas, min(min_insync, replicas)
 
 
 def _wait_for_leaders(admin: KafkaAdminClient, names: list[str], timeout_s: float) -> None:

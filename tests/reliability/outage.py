@@ -16,11 +16,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from ridestream.demo import Processes
-from ridestream.events import RideCompleted
+from ridestream.events import DriftDetected, RideCompleted, RuleFired
 from ridestream.features import PICKUP_TIME, RIDE_ID, TARGET
 from ridestream.kafka_broker import free_ports
 from ridestream.model import LINEAR
@@ -36,6 +36,17 @@ SERVICE_START_TIMEOUT_S = 90.0
 MLFLOW_START_TIMEOUT_S = 90.0
 # The champion learns 3.5 min per mile; rides of a "drifted" city take 5.5 (see completions).
 CHAMPION_SLOPE = 3.5
+
+# The retrainer on the tests' synthetic or real January rides: a linear model (seconds to train),
+# the whole month in its buffer, a challenger once 1,000 rides are labelled (service_env names).
+RETRAIN_QUICKLY = {
+    "RETRAINER__MIN_LABELLED_RIDES": "1000",
+    "RETRAINER__BUFFER_DAYS": "60",
+    "RETRAINER__MODEL_KIND": LINEAR,
+    # These tests are about the promotion path and its parts; the live gate (a day of rides
+    # after the challenger) has tests of its own.
+    "RETRAINER__GATE": "offline",
+}
 
 
 def service_env(
@@ -65,6 +76,19 @@ def register_champion(mlflow: MlflowSettings, *, seed: int = 35, promote: bool =
         promote=promote,
     )
     return trained.info.version
+
+
+def quality_alert(alert_id: str, model_version: str, window_id: str) -> DriftDetected:
+    """A DriftDetected as the monitor sends it when the quality rule fires (a day's window of
+    January 2021): what makes the retrainer train a challenger."""
+    return DriftDetected(
+        alert_id=alert_id,
+        event_time=datetime(2021, 1, 29),
+        window_id=window_id,
+        window_start=datetime(2021, 1, 28),
+        model_version=model_version,
+        rules=[RuleFired(rule="quality", value=9.1, threshold=7.0, detail="rmse")],
+    )
 
 
 def completions(count: int, seed: int, slope: float) -> list[RideCompleted]:
@@ -174,11 +198,13 @@ class Service:
 
 
 class MlflowServer:
-    """A real `mlflow server` on 127.0.0.1 (SQLite backend store, artifacts served through
-    the server), which a test stops and starts again on the same port and store."""
+    """A real `mlflow server` on 127.0.0.1 (SQLite backend store in `folder`, or the database
+    at `backend_store_uri`; artifacts served through the server), which a test stops and
+    starts again on the same port and store."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, backend_store_uri: str | None = None) -> None:
         self.folder = folder
+        self.backend_store_uri = backend_store_uri or f"sqlite:///{folder / 'mlflow.db'}"
         (self.port,) = free_ports(1)
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -203,7 +229,7 @@ class MlflowServer:
         log_file = (self.folder / f"server-{self.starts}.log").open("wb")
         command = [
             *(sys.executable, "-m", "mlflow", "server"),
-            *("--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}"),
+            *("--backend-store-uri", self.backend_store_uri),
             *("--serve-artifacts", "--artifacts-destination", str(self.folder / "artifacts")),
             *("--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"),
         ]

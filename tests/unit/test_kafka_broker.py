@@ -61,6 +61,55 @@ def test_extra_properties_override_defaults_and_add_new_keys(settings: BrokerSet
     assert properties["sasl.enabled.mechanisms"] == "PLAIN"
 
 
+def test_cluster_nodes_take_every_second_port_and_a_data_dir_each(tmp_path: Path) -> None:
+    settings = BrokerSettings(data_dir=tmp_path, brokers=3)
+
+    nodes = kafka_broker.cluster_nodes(settings)
+
+    assert [(n.port, n.controller_port) for n in nodes] == [
+        (19092, 19093),
+        (19094, 19095),
+        (19096, 19097),
+    ]
+    assert [n.data_dir for n in nodes] == [tmp_path / f"node-{i}" for i in (1, 2, 3)]
+    assert (
+        kafka_broker.bootstrap_servers(nodes) == "127.0.0.1:19092,127.0.0.1:19094,127.0.0.1:19096"
+    )
+    assert kafka_broker.cluster_nodes(BrokerSettings(data_dir=tmp_path)) == [
+        BrokerSettings(data_dir=tmp_path)
+    ]
+
+
+def test_cluster_node_properties_name_three_voters_and_replicate_internal_topics(
+    tmp_path: Path,
+) -> None:
+    nodes = kafka_broker.cluster_nodes(
+        BrokerSettings(data_dir=tmp_path), ports=[(40001, 40002), (40003, 40004), (40005, 40006)]
+    )
+
+    properties = _properties(kafka_broker.server_properties(nodes[1], cluster=nodes))
+
+    assert properties["node.id"] == "2"
+    assert properties["listeners"] == "PLAINTEXT://127.0.0.1:40003,CONTROLLER://127.0.0.1:40004"
+    assert properties["controller.quorum.voters"] == (
+        "1@127.0.0.1:40002,2@127.0.0.1:40004,3@127.0.0.1:40006"
+    )
+    assert "controller.quorum.bootstrap.servers" not in properties
+    replication = {k: v for k, v in properties.items() if k.endswith("replication.factor")}
+    assert replication and set(replication.values()) == {"3"}
+    min_isr = {k: v for k, v in properties.items() if k.endswith("min.isr")}
+    assert min_isr and set(min_isr.values()) == {"2"}
+    assert properties["min.insync.replicas"] == "2"
+
+
+def test_cli_refuses_a_bad_broker_count_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["up", "--brokers", "0"])
+
+    assert exited.value.code == 2
+    assert "'0' is not a number of brokers from 1 to 9" in capsys.readouterr().err
+
+
 def test_non_loopback_host_is_refused(tmp_path: Path) -> None:
     with pytest.raises(BrokerError, match="not a loopback address"):
         kafka_broker.server_properties(BrokerSettings(host="0.0.0.0", data_dir=tmp_path))

@@ -264,8 +264,8 @@ def test_training_month_gives_windows_and_no_alert(
         ]
         assert window.drifted_share == 0.0
         assert window.prediction_drift is not None and not window.prediction_drift.drifted
-        assert window.quality.rmse is not None
-        assert window.quality.rmse < reference.rmse * 1.2  # type: ignore[operator]
+        assert window.quality.rmse is not None and window.quality.p_value is not None
+        assert window.quality.p_value > 0.01  # the champion as good as on its reference
     assert alerts_on(kafka_settings, topics) == {}
     snapshots = sorted(p.name for p in (tmp_path / "reports").glob("*.json"))
     assert snapshots == [f"1d_{w[3:].replace(':', '-')}.json" for w in WINDOWS]
@@ -292,7 +292,12 @@ def test_drift_made_on_purpose_raises_the_matching_alert_where_it_starts(
     assert set(fired) == {"data_drift_share", "prediction_drift", "quality"}
     assert fired["data_drift_share"].value == first.drifted_share >= 0.5
     assert fired["quality"].value == first.quality.rmse
-    assert fired["quality"].threshold == pytest.approx(reference.rmse * 1.2)  # type: ignore[operator]
+    assert first.quality.expected_rmse is not None and first.quality.p_value is not None
+    assert fired["quality"].threshold == pytest.approx(first.quality.expected_rmse * 1.04)
+    assert (
+        first.quality.p_value <= 0.01
+        and f"p {first.quality.p_value:.2g}" in fired["quality"].detail
+    )
     assert fired["prediction_drift"].value == first.prediction_drift.score  # type: ignore[union-attr]
     assert second.prediction_drift is not None and second.prediction_drift.drifted
 

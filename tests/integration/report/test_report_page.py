@@ -18,6 +18,9 @@ from ridestream.events import (
     WindowQuality,
 )
 from ridestream.report import PLOT_IDS, RunEvents, build_report, model_switches
+from ridestream.run_scorecard import PromotionScore, RetrainingScore, RunScorecard
+from ridestream.scorecard import ServedError
+from tests.synthetic import day_window
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -33,30 +36,22 @@ CHROMIUM_FLAGS = [
 
 
 def window(day: int, version: str, rmse: float, share: float) -> DriftWindowClosed:
-    start = datetime(2021, 2, 1) + timedelta(days=day)
-    return DriftWindowClosed(
-        window_id=f"1d:{start:%Y-%m-%dT%H:%M}",
-        window_start=start,
-        event_time=start + timedelta(days=1),
-        reference_version=version,
-        model_versions=[version],
-        rides=2000,
-        labelled=1900,
-        late=0,
-        expired=3,
-        columns=[
-            ColumnDrift(
-                column="trip_distance",
-                column_type="numerical",
-                method="Wasserstein distance (normed)",
-                score=share / 2,
-                threshold=0.1,
-                drifted=share >= 0.5,
-            )
-        ],
-        drifted_share=share,
-        prediction_drift=None,
-        quality=WindowQuality(count=1900, rmse=rmse, mae=rmse * 0.7, mean_error=0.1),
+    drift = ColumnDrift(
+        column="trip_distance",
+        column_type="numerical",
+        method="Wasserstein distance (normed)",
+        score=share / 2,
+        threshold=0.1,
+        drifted=share >= 0.5,
+    )
+    return day_window(datetime(2021, 2, 1) + timedelta(days=day), 2000, version).model_copy(
+        update={
+            "labelled": 1900,
+            "expired": 3,
+            "columns": [drift],
+            "drifted_share": share,
+            "quality": WindowQuality(count=1900, rmse=rmse, mae=rmse * 0.7, mean_error=0.1),
+        }
     )
 
 
@@ -88,6 +83,24 @@ def sample_run() -> RunEvents:
         promotions=[promotion],
         predictions_per_second={second + timedelta(seconds=s): 30_000 for s in range(5)},
         counts={"predictions": 150_000, "windows": len(windows)},
+        scorecard=RunScorecard(
+            first_version="1",
+            windows=len(windows),
+            loop=ServedError(count=19_000, squared_sum=19_000 * 36.0, absolute_sum=19_000 * 4.0),
+            never_retrained=ServedError(count=19_000, squared_sum=19_000 * 49.0),
+            promotions=[
+                PromotionScore(
+                    version="2",
+                    replaced_version="1",
+                    reason="drift",
+                    serving_from=windows[6].window_start,
+                    served=ServedError(count=7_600, squared_sum=7_600 * 25.0),
+                    replaced=ServedError(count=7_600, squared_sum=7_600 * 36.0),
+                )
+            ],
+            retrainings=[RetrainingScore(alert.alert_id, "2", 1, promoted=True, harmful=False)],
+            alerts=1,
+        ),
     )
 
 
@@ -121,6 +134,10 @@ def test_report_page_is_self_contained_and_every_plot_renders_in_chromium(tmp_pa
         # plotly draws each plot into an <svg class="main-svg"> inside its div.
         assert 'class="main-svg"' in dom[start : start + 5_000], f"{plot_id} was not drawn"
     assert ">v2<" in dom or "v2</text>" in dom  # the switch annotation was drawn
+    # The scorecard: the loop beside never retraining, and the alert precision.
+    assert "<td>the loop</td><td>19,000</td><td>6.00</td>" in dom
+    assert "<td>never retrained (v1)</td><td>19,000</td><td>7.00</td>" in dom
+    assert "alert precision: 1.00 (1 of 1 alerts" in dom
 
     screenshot = tmp_path / "report.png"
     subprocess.run(

@@ -15,18 +15,20 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from kafka import KafkaConsumer
 
+from retrainer.buffer import completed_rides
+from retrainer.live import LiveEvaluation
 from retrainer.promotion import promoted_event
-from retrainer.retrain import CHALLENGER
 from retrainer.settings import RetrainerOptions, RetrainerSettings
 from ridestream.events import (
     MAX_TRIP_DISTANCE_MI,
+    ChallengerStarted,
     DriftDetected,
     Event,
     ModelPromoted,
@@ -38,7 +40,7 @@ from ridestream.events import (
 )
 from ridestream.features import PICKUP_TIME, TARGET
 from ridestream.model import DEFAULT_KIND, LINEAR, labelled
-from ridestream.registry import PREVIOUS, ModelRegistry
+from ridestream.registry import CHALLENGER, PREVIOUS, ModelRegistry
 from ridestream.settings import KafkaSettings, MlflowSettings
 from ridestream.stream.admin import create_topics
 from ridestream.stream.clients import build_producer
@@ -119,6 +121,8 @@ def retrainer_settings(
             min_labelled_rides=MIN_LABELLED_RIDES,
             poll_timeout_ms=100,
             model_kind=LINEAR,
+            # These tests are about the training run; the live gate has tests of its own.
+            gate="offline",
         ),
     )
 
@@ -173,7 +177,7 @@ def produce(settings: KafkaSettings, topic: str, events: list[Event]) -> None:
     producer.close()
 
 
-ModelEvent = ModelPromoted | ModelRejected
+ModelEvent = ModelPromoted | ModelRejected | ChallengerStarted
 
 
 def model_events(settings: KafkaSettings, topics: Topics) -> list[ModelEvent]:
@@ -291,7 +295,7 @@ def test_drift_alert_trains_registers_and_promotes_a_better_challenger(
     registry = ModelRegistry(settings.mlflow)
     assert registry.champion().version == "2"
     assert registry.alias(PREVIOUS).version == "1"
-    assert registry.alias(CHALLENGER).version == "2"
+    assert registry.alias(CHALLENGER) is None  # decided: nothing is under live evaluation
     tags = registry.version("2").tags
     assert tags["trigger_alert_id"] == "alert-a"
     assert tags["parent_version"] == "1"
@@ -329,7 +333,7 @@ def test_challenger_that_misses_the_margin_is_rejected_and_champion_stays(
     registry = ModelRegistry(settings.mlflow)
     assert registry.champion().version == "1"
     assert registry.alias(PREVIOUS) is None
-    assert registry.alias(CHALLENGER).version == "2"
+    assert registry.alias(CHALLENGER) is None  # a rejected model is never shadowed
     assert registry.version("2").tags["decision"] == "rejected"
 
 
@@ -430,6 +434,7 @@ def test_retrainer_killed_mid_training_leaves_no_half_made_promotion(
         "RIDESTREAM_RETRAINER__GROUP_ID": settings.retrainer.group_id,
         "RIDESTREAM_RETRAINER__MIN_LABELLED_RIDES": str(MIN_LABELLED_RIDES),
         "RIDESTREAM_RETRAINER__MODEL_KIND": LINEAR,
+        "RIDESTREAM_RETRAINER__GATE": "offline",
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "retrainer"],
@@ -509,3 +514,129 @@ def test_manual_promote_and_rollback_move_aliases_and_publish_model_promoted(
     table = capsys.readouterr().out.splitlines()
     assert table[1].split()[:2] == ["VERSION", "ALIASES"]
     assert [line.split()[:2] for line in table[2:]] == [["1", "champion"], ["2", "previous"]]
+
+
+# -- the live gate ------------------------------------------------------------------------
+# A challenger trained on slowed-down rides (x1.4) passes the offline check; what decides is the
+# rides picked up after its training cut-off: still slow (it is better) or back to normal
+# (it is worse). Small thresholds keep the stream short: 500 rides over 12 h of event time.
+PRE_GATE = ("2021-01-15", "2021-01-22")
+POST_GATE = ("2021-01-22 06:00", "2021-01-31")
+
+
+def in_dropoff_order(events: list[RideCompleted]) -> list[RideCompleted]:
+    """Completions as the producer emits them: at their drop-off, so in drop-off order."""
+    return sorted(events, key=lambda e: e.event_time)
+
+
+def live_gate_settings(settings: RetrainerSettings) -> RetrainerSettings:
+    options = settings.retrainer.model_copy(
+        update={"gate": "shadow", "gate_min_rides": 500, "gate_min_span_h": 12.0}
+    )
+    return settings.model_copy(update={"retrainer": options})
+
+
+def start_slow_challenger(
+    green_rides: pd.DataFrame,
+    settings: RetrainerSettings,
+    start_retrainer: Callable[[RetrainerSettings], RunningRetrainer],
+    seed: int,
+) -> tuple[RunningRetrainer, pd.DataFrame, ChallengerStarted]:
+    """Slowed-down rides and an alert; the retrainer trains version 2 on them, which passes
+    the offline check. Returns the retrainer, the rides and version 2's ChallengerStarted."""
+    topics = settings.topics
+    slow = sample(green_rides, *PRE_GATE, STREAM_RIDES, seed=seed)
+    produce(settings.kafka, topics.rides_completed, completions(slow, duration_factor=1.4))
+    produce(settings.kafka, topics.drift_alerts, [drift_alert(f"alert-{seed}")])
+    running = start_retrainer(settings)
+    events = wait_for_model_event(
+        settings.kafka, topics, lambda es: any(isinstance(e, ChallengerStarted) for e in es)
+    )
+    (started,) = [e for e in events if isinstance(e, ChallengerStarted)]
+    return running, slow, started
+
+
+def test_challenger_worse_on_the_rides_after_its_cutoff_is_rejected_for_futility(
+    green_rides, champion, retrainer_settings, start_retrainer
+):
+    settings = live_gate_settings(retrainer_settings)
+    topics = settings.topics
+    _, _, started = start_slow_challenger(green_rides, settings, start_retrainer, seed=8)
+    registry = ModelRegistry(settings.mlflow)
+    assert (started.version, started.champion_version, started.gate) == ("2", "1", "shadow")
+    assert registry.alias(CHALLENGER).version == "2"
+    assert registry.champion().version == "1"  # passed offline, not promoted
+
+    back_to_normal = sample(green_rides, *POST_GATE, 3_000, seed=9)
+    produce(settings.kafka, topics.rides_completed, in_dropoff_order(completions(back_to_normal)))
+    events = wait_for_model_event(
+        settings.kafka, topics, lambda es: any(isinstance(e, ModelRejected) for e in es)
+    )
+
+    (rejected,) = [e for e in events if isinstance(e, ModelRejected)]
+    assert (rejected.version, rejected.reason) == ("2", "futility")
+    assert rejected.gate is not None
+    assert rejected.gate.challenger_rmse > rejected.gate.champion_rmse
+    assert rejected.gate.ci_high < 0
+    assert rejected.gate.first_pickup >= started.evaluation_start
+    assert [e.version for e in promotions(events)] == ["1"]
+    assert registry.champion().version == "1"
+    assert registry.alias(CHALLENGER) is None
+    assert registry.version("2").tags["decision"] == "rejected"
+
+
+def test_better_challenger_is_promoted_on_live_rides_and_a_restart_does_not_change_the_decision(
+    green_rides, champion, retrainer_settings, start_retrainer
+):
+    settings = live_gate_settings(retrainer_settings)
+    topics = settings.topics
+    first, slow, started = start_slow_challenger(green_rides, settings, start_retrainer, seed=10)
+
+    # Four hours of slow rides after the cut-off: too short to promote (12 h). Then a restart.
+    still_slow = in_dropoff_order(completions(sample(green_rides, *POST_GATE, 3_000, seed=11), 1.4))
+    cut = started.evaluation_start + timedelta(hours=4)
+    early = [c for c in still_slow if c.event_time < cut]
+    later = [c for c in still_slow if c.event_time >= cut]
+    produce(settings.kafka, topics.rides_completed, early)
+    time.sleep(2)
+    registry = ModelRegistry(settings.mlflow)
+    assert registry.champion().version == "1"
+    first.stop.set()
+    first.thread.join(timeout=60)
+    start_retrainer(settings)  # rebuilds the buffer and the gate from rides.completed
+    produce(settings.kafka, topics.rides_completed, later)
+    events = wait_for_model_event(
+        settings.kafka, topics, lambda es: any(e.version == "2" for e in promotions(es))
+    )
+
+    promoted = promotions(events)[-1]
+    evidence = promoted.gate
+    assert evidence is not None
+    assert evidence.rides >= 500
+    assert evidence.last_pickup - evidence.first_pickup >= timedelta(hours=12)
+    assert evidence.challenger_rmse < evidence.champion_rmse * 0.98
+    assert evidence.ci_low > 0 and evidence.p_value <= 0.05
+    assert registry.champion().version == "2"
+    assert registry.alias(CHALLENGER) is None
+    assert not [e for e in events if isinstance(e, ModelRejected)]
+
+    # The decision of one uninterrupted evaluation of the same rides: the same look, rides and
+    # blocks (the restarted retrainer took the looks in the same order).
+    live = LiveEvaluation(
+        started,
+        registry.load_model("1"),
+        registry.load_model("2"),
+        settings.retrainer.gate_options,
+    )
+    every = completions(slow, 1.4) + still_slow
+    live.add(completed_rides(every))
+    verdict = live.look(max(c.event_time for c in every))
+    assert verdict is not None and verdict.decision.evidence is not None
+    alone = verdict.decision.evidence
+    assert (evidence.rides, evidence.blocks, evidence.first_pickup, evidence.last_pickup) == (
+        alone.rides,
+        alone.blocks,
+        alone.first_block,
+        alone.last_block_end,
+    )
+    assert evidence.theta == pytest.approx(alone.theta)

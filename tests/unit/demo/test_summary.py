@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from ridestream.demo.summary import SECTIONS, summary_lines
+from datetime import datetime
+
+from ridestream.demo.summary import SECTIONS, scorecard_lines, summary_lines
 from ridestream.report import RunEvents
+from ridestream.run_scorecard import PromotionScore, RetrainingScore, RunScorecard
+from ridestream.scorecard import ServedError
 
 
 def test_a_run_without_switches_or_windows_says_none_under_each_heading() -> None:
@@ -20,7 +24,8 @@ def test_a_run_without_switches_or_windows_says_none_under_each_heading() -> Non
         "",
     ]
     assert lines[6:9] == ["model switches (RMSE in minutes)", "  none", ""]
-    assert lines[9] == "windows" and len(lines) == 11
+    assert lines[9] == "windows" and lines[11] == ""
+    assert lines[12:] == ["scorecard", "  not scored (read without the model registry)"]
 
 
 def test_an_added_section_prints_last_after_a_blank_line() -> None:
@@ -30,3 +35,40 @@ def test_an_added_section_prints_last_after_a_blank_line() -> None:
 
     assert lines[-3:] == ["", "scorecard", "  loop beats never"]
     assert lines[:-3] == summary_lines(run)
+
+
+def test_scorecard_lines_put_the_loop_beside_never_retrained_and_flag_harmful_promotions() -> None:
+    card = RunScorecard(
+        first_version="1",
+        windows=90,
+        loop=ServedError(count=100, squared_sum=2_500.0, absolute_sum=350.0),
+        never_retrained=ServedError(count=100, squared_sum=3_600.0, absolute_sum=420.0),
+        promotions=[
+            PromotionScore(
+                version="4",
+                replaced_version="1",
+                reason="drift",
+                serving_from=datetime(2022, 5, 8, 7, 30),
+                served=ServedError(count=40, squared_sum=1_000.0, absolute_sum=150.0),
+                replaced=ServedError(count=40, squared_sum=810.0, absolute_sum=140.0),
+            )
+        ],
+        retrainings=[
+            RetrainingScore("1d:2022-05-07T00:00:alert", "4", 2, promoted=True, harmful=True),
+            RetrainingScore("1d:2022-05-09T00:00:alert", "5", 1, promoted=False, harmful=False),
+        ],
+        alerts=4,
+    )
+
+    assert scorecard_lines(RunEvents(scorecard=card)) == [
+        "scorecard (RMSE / MAE in minutes on the 100 labelled rides of the 90 windows of at "
+        "least 200 rides)",
+        "  the loop (served)        5.00 / 3.50",
+        "  never retrained (v1)     6.00 / 4.20",
+        "  promotions, each on the rides it served, against the model it replaced",
+        "    v4 from 2022-05-08 07:30: 40 rides, RMSE 5.00 vs v1 4.50  HARMFUL",
+        "  retrainings for the 4 alerts",
+        "    1d:2022-05-07T00:00:alert (2 alerts): v4 promoted, HARMFUL",
+        "    1d:2022-05-09T00:00:alert (1 alert): v5 rejected",
+        "  alert precision 0.00: 0 of 4 alerts led to a promotion that did not hurt",
+    ]

@@ -298,3 +298,23 @@ def test_per_topic_counts_give_one_series_per_topic(
     assert (
         value(registry, "ridestream_events_out_total", service="monitor", topic="drift.alerts") == 1
     )
+
+
+def test_decision_counters_exist_at_zero_once_their_service_starts(
+    metrics: Metrics, registry: CollectorRegistry
+) -> None:
+    metrics.start_counters("retrainer")
+    metrics.start_counters("monitor")
+    metrics.start_counters("predictor")  # records no decision: nothing to create
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    for reason in ("initial", "drift", "manual", "rollback"):
+        assert value("ridestream_model_promotions_total", service="retrainer", reason=reason) == 0
+    assert value("ridestream_retrains_total", service="retrainer") == 0
+    assert value("ridestream_model_rejections_total", service="retrainer") == 0
+    assert value("ridestream_windows_closed_total", service="monitor") == 0
+    for rule in ("data_drift_share", "prediction_drift", "quality"):
+        assert value("ridestream_drift_alerts_total", service="monitor", rule=rule) == 0
+    assert value("ridestream_retrains_total", service="predictor") is None

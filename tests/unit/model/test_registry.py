@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ridestream.features import FEATURES, PREDICTION, TARGET
+from ridestream.features import FEATURES, PICKUP_TIME, PREDICTION, TARGET
 from ridestream.model import predict
 from ridestream.registry import ModelNotFoundError, ModelRegistry
 from ridestream.settings import MlflowSettings
@@ -83,7 +83,8 @@ def test_reference_data_is_stored_with_the_version(
 ) -> None:
     trained = train_and_register(mlflow_settings, train_rides, val_rides, "linear", {})
     reference = ModelRegistry(mlflow_settings).load_reference(trained.info.version)
-    assert list(reference.columns) == [*FEATURES, PREDICTION, TARGET]
+    # The pickup times: the monitor's calendar (holidays, day-to-day variance of the error).
+    assert list(reference.columns) == [*FEATURES, PREDICTION, TARGET, PICKUP_TIME]
     assert len(reference) == int(trained.metrics["val_count"])
     assert reference["PULocationID"].map(type).eq(str).all()
 

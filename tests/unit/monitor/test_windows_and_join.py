@@ -28,13 +28,13 @@ from ridestream.events import (
     DriftWindowClosed,
     DurationPredicted,
     ModelPromoted,
-    RideCompleted,
     decode,
     encode,
 )
 from ridestream.features import PREDICTION, TARGET
 from ridestream.stream.messages import Outgoing, Received
 from ridestream.topics import Topics
+from tests.synthetic import completion
 
 T0 = datetime(2021, 1, 4)
 TOPICS = Topics("t.")
@@ -60,18 +60,6 @@ def prediction(ride_id: str, pickup: datetime, distance: float = 2.0) -> Duratio
             "pickup_weekday": pickup.weekday(),
         },
         produced_at=datetime(2026, 1, 1, tzinfo=UTC),
-    )
-
-
-def completion(ride_id: str, pickup: datetime, duration_min: float) -> RideCompleted:
-    return RideCompleted(
-        ride_id=ride_id,
-        event_time=pickup + timedelta(minutes=duration_min),
-        pickup_time=pickup,
-        duration_min=duration_min,
-        pu_location_id=1,
-        do_location_id=2,
-        trip_distance=2.0,
     )
 
 

@@ -10,7 +10,8 @@ from typing import Any
 from predictor.predict import ServingModel
 from predictor.stats import ThroughputLog
 from predictor.swap import ModelHolder, ModelWatcher
-from ridestream.events import ModelPromoted, encode
+from ridestream.events import ChallengerStarted, ModelPromoted, ModelRejected, encode
+from ridestream.registry import ModelInfo
 from ridestream.stream.loop import BatchStats
 
 
@@ -142,3 +143,73 @@ def test_throughput_log_reports_rides_per_second_lag_and_version() -> None:
         "lag 1,234, model version 7"
     )
     assert report.report(10.0).startswith("0 rides/s, 0 batches")  # a new interval
+
+
+def started(version: str, gate: str = "shadow", fraction: float = 0.0) -> Record:
+    event = ChallengerStarted(
+        challenge_id=f"ride-duration:{version}",
+        event_time=datetime(2026, 1, 1, tzinfo=UTC),
+        model_name="ride-duration",
+        version=version,
+        champion_version="1",
+        gate=gate,  # type: ignore[arg-type]
+        canary_fraction=fraction,
+        evaluation_start=datetime(2021, 1, 1),
+    )
+    return Record(encode(event))
+
+
+def rejected(version: str) -> Record:
+    event = ModelRejected(
+        rejection_id=f"ride-duration:{version}",
+        event_time=datetime(2026, 1, 1, tzinfo=UTC),
+        model_name="ride-duration",
+        version=version,
+        champion_version="1",
+        reason="futility",
+    )
+    return Record(encode(event))
+
+
+def test_challenger_started_shadows_from_the_next_batch_and_its_rejection_stops_it() -> None:
+    holder = ModelHolder(serving("1"))
+    consumer = FakeUpdatesConsumer([[started("2", "canary", 0.1)], [rejected("2")]])
+    w = watcher(holder, consumer)
+
+    for update in w.poll_updates():
+        w.apply(update)
+    shadow = holder.current_shadow()
+    assert shadow is not None and (shadow.version, shadow.gate, shadow.canary_fraction) == (
+        "2",
+        "canary",
+        0.1,
+    )
+    for update in w.poll_updates():
+        w.apply(update)
+    assert holder.current_shadow() is None
+    assert holder.current().version == "1"  # a rejection never touches the champion
+
+
+def test_promotion_of_the_challenger_ends_the_shadow_and_swaps_the_champion() -> None:
+    holder = ModelHolder(serving("1"))
+    w = watcher(holder, FakeUpdatesConsumer([[started("2")], [promoted("2")]]))
+    for _ in range(2):
+        for update in w.poll_updates():
+            w.apply(update)
+
+    assert (holder.current().version, holder.current_shadow()) == ("2", None)
+
+
+def test_alias_check_shadows_the_challenger_of_a_predictor_started_mid_evaluation() -> None:
+    holder = ModelHolder(serving("1"))
+    alias: list[ModelInfo | None] = [
+        ModelInfo("ride-duration", "2", None, tags={"gate": "shadow", "canary_fraction": "0.0"})
+    ]
+    w = watcher(holder, FakeUpdatesConsumer())
+    w.challenger_info = lambda: alias[0]
+
+    w.check_challenger_alias()
+    assert holder.current_shadow() is not None
+    alias[0] = None  # decided while this predictor missed the event
+    w.check_challenger_alias()
+    assert holder.current_shadow() is None

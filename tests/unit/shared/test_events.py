@@ -10,10 +10,12 @@ from pydantic import ValidationError
 
 from ridestream.events import (
     MODEL_UPDATES,
+    ChallengerStarted,
     ColumnDrift,
     DriftDetected,
     DriftWindowClosed,
     DurationPredicted,
+    LiveEvidence,
     ModelPromoted,
     ModelRejected,
     RideCompleted,
@@ -284,3 +286,84 @@ def test_the_stream_loop_decodes_models_updates_with_the_union() -> None:
     assert isinstance(
         decode_record(_Record(PROMOTED_ON_THE_TOPIC), MODEL_UPDATES, 1_000), ModelPromoted
     )
+
+
+EVIDENCE = LiveEvidence(
+    rides=2_412,
+    blocks=27,
+    first_pickup=datetime(2022, 6, 3, 14),
+    last_pickup=datetime(2022, 6, 4, 17),
+    champion_rmse=5.9,
+    challenger_rmse=5.1,
+    margin=0.02,
+    alpha=0.05,
+    theta=7.2,
+    ci_low=1.3,
+    ci_high=13.1,
+    z=4.4,
+    p_value=0.003,
+)
+LIVE_GATE_UPDATES = [
+    ChallengerStarted(
+        challenge_id="ride-duration:6",
+        event_time=datetime(2026, 11, 26, tzinfo=UTC),
+        model_name="ride-duration",
+        version="6",
+        champion_version="4",
+        gate="canary",
+        canary_fraction=0.1,
+        evaluation_start=datetime(2022, 6, 3, 13, 12),
+        trigger_alert_ids=["a1", "a2"],
+        metrics={"challenger_rmse": 5.0},
+    ),
+    ModelPromoted(
+        promotion_id="ride-duration:6",
+        event_time=datetime(2026, 11, 26, tzinfo=UTC),
+        model_name="ride-duration",
+        version="6",
+        previous_version="4",
+        reason="drift",
+        gate=EVIDENCE,
+    ),
+    ModelRejected(
+        rejection_id="ride-duration:7",
+        event_time=datetime(2026, 11, 26, tzinfo=UTC),
+        model_name="ride-duration",
+        version="7",
+        champion_version="6",
+        reason="futility",
+        gate=EVIDENCE.model_copy(update={"z": None}),
+    ),
+]
+
+
+@pytest.mark.parametrize("event", LIVE_GATE_UPDATES, ids=lambda e: type(e).__name__)
+def test_live_gate_updates_round_trip_through_the_model_update_union(event) -> None:
+    assert decode_model_update(encode(event)) == event
+    assert decode_model_update(encode(event)).key == "ride-duration:" + event.version
+
+
+def test_updates_written_before_the_live_gate_decode_with_no_evidence() -> None:
+    promoted = decode_model_update(PROMOTED_ON_THE_TOPIC)
+    rejected = decode_model_update(REJECTED_ON_THE_TOPIC)
+
+    assert isinstance(promoted, ModelPromoted) and promoted.gate is None
+    assert isinstance(rejected, ModelRejected) and (rejected.gate, rejected.reason) == (None, None)
+
+
+def test_prediction_written_before_roles_is_a_served_prediction() -> None:
+    before = (
+        b'{"schema_version":1,"event_time":"2021-01-05T08:30:00","ride_id":"r1",'
+        b'"predicted_duration_min":20.5,"model_name":"m","model_version":"3",'
+        b'"features":{},"produced_at":"2026-11-26T00:00:00Z"}'
+    )
+    assert decode(DurationPredicted, before).role is None
+    with pytest.raises(ValidationError):
+        decode(DurationPredicted, before.replace(b'"features"', b'"role":"champion","features"'))
+
+
+def test_challenger_canary_fraction_must_be_a_share() -> None:
+    with pytest.raises(ValidationError):
+        LIVE_GATE_UPDATES[0].model_validate(
+            LIVE_GATE_UPDATES[0].model_dump() | {"canary_fraction": 1.5}
+        )

@@ -56,5 +56,5 @@ def test_password_is_never_shown_in_repr_but_reaches_the_client() -> None:
 def test_every_topic_has_a_dead_letter_topic_under_the_same_prefix() -> None:
     topics = Topics("t1.")
     names = topics.all_with_dead_letters()
-    assert len(names) == 12 and all(name.startswith("t1.") for name in names)
+    assert len(names) == 14 and all(name.startswith("t1.") for name in names)
     assert dead_letter_topic(topics.rides_requested) == "t1.rides.requested.dlq"
