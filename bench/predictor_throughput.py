@@ -1,10 +1,12 @@
 """Predictor benchmarks on a real local broker (not a test: prints a table, asserts nothing).
 
     python bench/predictor_throughput.py [--bootstrap HOST:PORT] [--rides 200000]
+        [--clients kafka-python,confluent]
 
 1. throughput of one predictor process (`python -m predictor`, gbm champion) on pre-produced
-   rides, next to a bare kafka-python consume -> produce passthrough of the same messages and
-   a per-record baseline (decode one, predict one row, produce one);
+   rides, once per Kafka client (`--clients`, RIDESTREAM_KAFKA__CLIENT), each next to that
+   client's bare consume -> produce passthrough of the same messages, and a per-record baseline
+   (decode one, predict one row, produce one);
 2. latency RideRequested produced -> DurationPredicted readable at a steady rate, next to
    the bare passthrough's own latency on the same broker (its floor), each measured after a
    warm-up at that rate (a fresh broker JIT-compiles for its first ~20 s or more: p99 ~90 ms
@@ -39,6 +41,29 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 # -- workers (run as subprocesses of this script) ----------------------------------------------
+
+
+def confluent_passthrough_worker(bootstrap: str, source: str, target: str, group: str) -> None:
+    """Bare confluent-kafka: consume a batch, produce every value unchanged, flush, commit."""
+    from confluent_kafka import Consumer, Producer
+
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+         "auto.offset.reset": "earliest"}
+    )  # fmt: skip
+    consumer.subscribe([source])
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5,
+         "partitioner": "murmur2_random"}
+    )  # fmt: skip
+    while True:
+        messages = consumer.consume(5_000, 0.5)
+        for message in messages:
+            if message.error() is None:
+                producer.produce(target, message.value(), message.key())
+        if messages:
+            producer.flush()
+            consumer.commit(asynchronous=False)
 
 
 def passthrough_worker(bootstrap: str, source: str, target: str, group: str) -> None:
@@ -353,16 +378,29 @@ def main() -> int:
     parser.add_argument(
         "--parts", default="throughput,latency,pair", help="comma list: throughput,latency,pair"
     )
-    parser.add_argument("--worker", choices=("passthrough", "per-record"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--clients",
+        default="kafka-python,confluent",
+        help="comma list of Kafka clients to measure (RIDESTREAM_KAFKA__CLIENT), interleaved",
+    )
+    parser.add_argument(
+        "--worker",
+        choices=("passthrough", "confluent-passthrough", "per-record"),
+        help=argparse.SUPPRESS,
+    )
     parser.add_argument("--source", help=argparse.SUPPRESS)
     parser.add_argument("--target", help=argparse.SUPPRESS)
     parser.add_argument("--group", help=argparse.SUPPRESS)
     parser.add_argument("--tracking-uri", help=argparse.SUPPRESS)
     parser.add_argument("--model-name", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker == "passthrough":
-        passthrough_worker(args.bootstrap, args.source, args.target, args.group)
+    if args.worker in ("passthrough", "confluent-passthrough"):
+        bare = passthrough_worker if args.worker == "passthrough" else confluent_passthrough_worker
+        bare(args.bootstrap, args.source, args.target, args.group)
         return 0
+    clients = args.clients.split(",")
+    if unknown := set(clients) - {"kafka-python", "confluent"}:
+        parser.error(f"--clients: unknown client(s) {', '.join(sorted(unknown))}")
     if args.worker == "per-record":
         per_record_worker(
             args.bootstrap, args.source, args.target, args.group, args.tracking_uri, args.model_name
@@ -429,6 +467,8 @@ def run_bench(args: argparse.Namespace, bootstrap: str, kafka: Any) -> int:
         "RIDESTREAM_LOG_LEVEL": "INFO",
     }
     results: list[tuple[str, str]] = []
+    rates: dict[str, Rate] = {}
+    clients = args.clients.split(",")
     parts = set(args.parts.split(","))
 
     def fresh_topics() -> Topics:
@@ -456,77 +496,95 @@ def run_bench(args: argparse.Namespace, bootstrap: str, kafka: Any) -> int:
             return rate
 
         out = fresh_topics()
-        group = f"passthrough-{uuid.uuid4().hex[:6]}"
-        bare = throughput(
-            "bare kafka-python passthrough",
-            [__file__, "--worker", "passthrough", "--bootstrap", bootstrap, "--group", group,
-             "--source", source.rides_requested, "--target", out.rides_predictions],
-            group, len(messages), {},
-        )  # fmt: skip
-        group = f"predictor-{uuid.uuid4().hex[:6]}"
-        # The predictor reads <prefix>rides.requested: give it the source prefix, outputs beside.
-        ours = throughput(
-            "predictor (python -m predictor)",
-            ["-m", "predictor"],
-            group,
-            len(messages),
-            {"RIDESTREAM_TOPIC_PREFIX": source.prefix, "RIDESTREAM_PREDICTOR__GROUP_ID": group},
-        )
+        for client in clients:
+            worker_name = "passthrough" if client == "kafka-python" else "confluent-passthrough"
+            group = f"passthrough-{uuid.uuid4().hex[:6]}"
+            bare = throughput(
+                f"bare {client} passthrough",
+                [__file__, "--worker", worker_name, "--bootstrap", bootstrap, "--group", group,
+                 "--source", source.rides_requested, "--target", out.rides_predictions],
+                group, len(messages), {},
+            )  # fmt: skip
+            group = f"predictor-{uuid.uuid4().hex[:6]}"
+            # The predictor reads <prefix>rides.requested: the source prefix, outputs beside.
+            ours = throughput(
+                f"predictor on {client} (python -m predictor)",
+                ["-m", "predictor"],
+                group,
+                len(messages),
+                {
+                    "RIDESTREAM_TOPIC_PREFIX": source.prefix,
+                    "RIDESTREAM_PREDICTOR__GROUP_ID": group,
+                    "RIDESTREAM_KAFKA__CLIENT": client,
+                },
+            )
+            results += [
+                (f"{client}: bare passthrough (rides/s)", f"{bare.rides_per_s:,.0f}"),
+                (f"{client}: predictor, 1 process (rides/s)", f"{ours.rides_per_s:,.0f}"),
+                (
+                    f"{client}: CPU us per ride: passthrough / predictor",
+                    f"{bare.cpu_us_per_ride:.1f} / {ours.cpu_us_per_ride:.1f}",
+                ),
+                (f"{client}: load average during each", f"{bare.load:.1f} / {ours.load:.1f}"),
+            ]
+            rates[client] = ours
+        # The shadow model's cost, on the first client measured.
+        plain = rates[clients[0]]
         group = f"shadow-{uuid.uuid4().hex[:6]}"
         shadowing(True)
         try:
             shadow = throughput(
-                "predictor with a shadow model",
+                f"predictor on {clients[0]} with a shadow model",
                 ["-m", "predictor"],
                 group,
                 len(messages),
-                {"RIDESTREAM_TOPIC_PREFIX": source.prefix, "RIDESTREAM_PREDICTOR__GROUP_ID": group},
+                {
+                    "RIDESTREAM_TOPIC_PREFIX": source.prefix,
+                    "RIDESTREAM_PREDICTOR__GROUP_ID": group,
+                    "RIDESTREAM_KAFKA__CLIENT": clients[0],
+                },
             )
         finally:
             shadowing(False)
+        results += [
+            (
+                f"{clients[0]}: predictor with a shadow model (rides/s)",
+                f"{shadow.rides_per_s:,.0f}",
+            ),
+            (
+                "with shadow / without (rides/s; CPU us per ride)",
+                f"{shadow.rides_per_s / plain.rides_per_s:.0%}; "
+                f"{shadow.cpu_us_per_ride:.0f} / {plain.cpu_us_per_ride:.0f}",
+            ),
+        ]
         group = f"per-record-{uuid.uuid4().hex[:6]}"
         naive = throughput(
-            "per-record baseline",
+            "per-record baseline (kafka-python)",
             [__file__, "--worker", "per-record", "--bootstrap", bootstrap, "--group", group,
              "--source", source.rides_requested, "--target", out.rides_predictions,
              "--tracking-uri", mlflow.tracking_uri, "--model-name", mlflow.model_name],
             group, args.per_record_rides, {},
         )  # fmt: skip
-        results += [
-            ("bare passthrough (rides/s)", f"{bare.rides_per_s:,.0f}"),
-            ("predictor, 1 process (rides/s)", f"{ours.rides_per_s:,.0f}"),
-            ("predictor with a shadow model (rides/s)", f"{shadow.rides_per_s:,.0f}"),
-            (
-                "with shadow / without (rides/s; CPU us per ride)",
-                f"{shadow.rides_per_s / ours.rides_per_s:.0%}; "
-                f"{shadow.cpu_us_per_ride:.0f} / {ours.cpu_us_per_ride:.0f}",
-            ),
-            ("per-record baseline (rides/s)", f"{naive.rides_per_s:,.0f}"),
-            ("load average during each", f"{bare.load:.1f} / {ours.load:.1f} / {naive.load:.1f}"),
-            (
-                "CPU us per ride: passthrough / predictor / per-record",
-                f"{bare.cpu_us_per_ride:.0f} / {ours.cpu_us_per_ride:.0f} / "
-                f"{naive.cpu_us_per_ride:.0f}",
-            ),
-            ("predictor / passthrough (rides/s)", f"{ours.rides_per_s / bare.rides_per_s:.0%}"),
-            (
-                "predictor / passthrough (by CPU per ride)",
-                f"{bare.cpu_us_per_ride / ours.cpu_us_per_ride:.0%}",
-            ),
-            ("predictor / per-record (rides/s)", f"{ours.rides_per_s / naive.rides_per_s:,.0f}x"),
-        ]
+        results.append(("per-record baseline (rides/s)", f"{naive.rides_per_s:,.0f}"))
+        if len(rates) == 2:
+            results.append(
+                (
+                    "predictor: confluent / kafka-python (rides/s)",
+                    f"{rates['confluent'].rides_per_s / rates['kafka-python'].rides_per_s:.2f}x",
+                )
+            )
 
     if "latency" in parts:
         # 2. Latency at a steady rate: the bare passthrough first (it also warms the broker
         # up), then the predictor, each on fresh topics, each warmed up at the rate.
-        def latency(name: str, argv: list[str]) -> Latency:
+        def latency(name: str, argv: list[str], client: str) -> Latency:
             topics = fresh_topics()
             group = f"latency-{uuid.uuid4().hex[:6]}"
             process = worker(
                 [a.format(source=topics.rides_requested, target=topics.rides_predictions,
                           group=group) for a in argv],
                 {**env, "RIDESTREAM_TOPIC_PREFIX": topics.prefix,
-                 "RIDESTREAM_PREDICTOR__GROUP_ID": group},
+                 "RIDESTREAM_PREDICTOR__GROUP_ID": group, "RIDESTREAM_KAFKA__CLIENT": client},
             )  # fmt: skip
             try:
                 measured = measure_latency(bootstrap, admin, topics, group, rides, args)
@@ -539,39 +597,49 @@ def run_bench(args: argparse.Namespace, bootstrap: str, kafka: Any) -> int:
             )
             return measured
 
-        bare_latency = latency(
-            "bare passthrough",
-            [__file__, "--worker", "passthrough", "--bootstrap", bootstrap, "--group", "{group}",
-             "--source", "{source}", "--target", "{target}"],
-        )  # fmt: skip
-        ours_latency = latency("predictor", ["-m", "predictor"])
+        for client in clients:
+            worker_name = "passthrough" if client == "kafka-python" else "confluent-passthrough"
+            bare_latency = latency(
+                f"bare {client} passthrough",
+                [__file__, "--worker", worker_name, "--bootstrap", bootstrap, "--group", "{group}",
+                 "--source", "{source}", "--target", "{target}"],
+                client,
+            )  # fmt: skip
+            ours_latency = latency(f"predictor on {client}", ["-m", "predictor"], client)
+            results += [
+                (
+                    f"latency at {ours_latency.rate:,.0f} rides/s, {args.latency_s:.0f} s after "
+                    f"{args.warmup_s:.0f} s of warm-up: {client} predictor p50 / p99 (ms)",
+                    f"{ours_latency.p50:.1f} / {ours_latency.p99:.1f}",
+                ),
+                (
+                    f"latency, bare {client} passthrough of the same rides: p50 / p99 (ms)",
+                    f"{bare_latency.p50:.1f} / {bare_latency.p99:.1f}",
+                ),
+                (
+                    f"{client}: latency during the warm-up: predictor / passthrough p99 (ms)",
+                    f"{ours_latency.warmup_p99:.1f} / {bare_latency.warmup_p99:.1f}",
+                ),
+                (f"{client}: latency max: predictor (ms)", f"{ours_latency.max:.1f}"),
+                (f"{client}: latency: predictions seen / sent", ours_latency.seen),
+                (
+                    f"{client}: load average after each",
+                    f"{bare_latency.load:.1f} / {ours_latency.load:.1f}",
+                ),
+            ]
         shadowing(True)
         try:
-            shadow_latency = latency("predictor with a shadow model", ["-m", "predictor"])
+            shadow_latency = latency(
+                f"predictor on {clients[0]} with a shadow model", ["-m", "predictor"], clients[0]
+            )
         finally:
             shadowing(False)
-        results += [
+        results.append(
             (
-                f"latency at {ours_latency.rate:,.0f} rides/s, {args.latency_s:.0f} s after "
-                f"{args.warmup_s:.0f} s of warm-up: predictor p50 / p99 (ms)",
-                f"{ours_latency.p50:.1f} / {ours_latency.p99:.1f}",
-            ),
-            (
-                "latency, bare passthrough of the same rides: p50 / p99 (ms)",
-                f"{bare_latency.p50:.1f} / {bare_latency.p99:.1f}",
-            ),
-            (
-                "latency during the warm-up: predictor / passthrough p99 (ms)",
-                f"{ours_latency.warmup_p99:.1f} / {bare_latency.warmup_p99:.1f}",
-            ),
-            (
-                "latency, predictor with a shadow model: p50 / p99 (ms)",
+                f"latency, predictor on {clients[0]} with a shadow model: p50 / p99 (ms)",
                 f"{shadow_latency.p50:.1f} / {shadow_latency.p99:.1f}",
-            ),
-            ("latency max: predictor (ms)", f"{ours_latency.max:.1f}"),
-            ("latency: predictions seen / sent", ours_latency.seen),
-            ("load average after each", f"{bare_latency.load:.1f} / {ours_latency.load:.1f}"),
-        ]
+            )
+        )
 
     if "pair" in parts:
         # 3. Two predictors in one group share a 4-partition topic.

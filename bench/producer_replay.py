@@ -1,5 +1,6 @@
-"""Benchmark the replay: throughput at --speed max against a bare kafka-python producer sending
-the same bytes, and event-time pacing at --speed 60 over a minute. Real broker, one process.
+"""Benchmark the replay: throughput at --speed max against a bare producer of each client
+(kafka-python, confluent-kafka) sending the same bytes, and event-time pacing at --speed 60
+over a minute. Real broker, one process.
 
     python bench/producer_replay.py                      # both, a broker is started if needed
     python bench/producer_replay.py --only throughput --trials 5
@@ -10,6 +11,9 @@ Modes of the throughput table (each on its own fresh topics, trials alternate):
   replay (plain send)     the same with RIDESTREAM_PRODUCER__DIRECT_APPEND=false
   bare send()             KafkaProducer.send(topic, key, value) of the pre-encoded events + flush
   bare send(partition=)   the same with the partitions precomputed (no per-key murmur2 in Python)
+  replay (confluent)      the replay with RIDESTREAM_KAFKA__CLIENT=confluent (librdkafka)
+  bare confluent produce() confluent_kafka.Producer.produce(topic, value, key) + flush
+(`--clients kafka-python` or `--clients confluent` measures one client's rows only.)
 Prints a table; asserts nothing.
 """
 
@@ -53,9 +57,9 @@ from ridestream.trips import iter_trip_batches  # noqa: E402
 DATA_DIR = Path(os.environ.get("RIDESTREAM_TEST_DATA_DIR", REPO.parent / "shared" / "data"))
 
 
-def _settings(bootstrap: str, **producer: object) -> ProducerSettings:
+def _settings(bootstrap: str, client: str = "kafka-python", **producer: object) -> ProducerSettings:
     return ProducerSettings(
-        kafka=KafkaSettings(bootstrap_servers=bootstrap),
+        kafka=KafkaSettings(bootstrap_servers=bootstrap, client=client),  # type: ignore[arg-type]
         topic_prefix=f"bench-{uuid.uuid4().hex[:8]}.",
         producer=ProducerOptions(**producer),  # type: ignore[arg-type]
     )
@@ -110,10 +114,46 @@ def bare_send(
         producer.close()
 
 
-def replay_once(bootstrap: str, path: Path, direct_append: bool) -> ReplayStats:
+def bare_produce(bootstrap: str, events: list[tuple[int, bytes, bytes]]) -> float:
+    """Seconds for a bare confluent-kafka Producer (the replay's configuration, translated) to
+    produce and flush them: librdkafka partitions the keys itself (murmur2_random)."""
+    import confluent_kafka
+
+    from ridestream.stream.client_config import ADAPTER_KEYS, librdkafka_config, producer_config
+
+    settings = _settings(bootstrap)
+    names = (settings.topics.rides_requested, settings.topics.rides_completed)
+    create_topics(settings.kafka, names, partitions=settings.broker.partitions)
+    knobs = settings.producer
+    config = producer_config(
+        settings.kafka,
+        transactional_id=None,
+        linger_ms=knobs.linger_ms,
+        batch_size=knobs.batch_size,
+    )
+    producer = confluent_kafka.Producer(
+        librdkafka_config({k: v for k, v in config.items() if k not in ADAPTER_KEYS}, "producer")
+    )
+    for name in names:
+        producer.list_topics(name, timeout=10)  # metadata before the clock starts
+    produce = producer.produce
+    started = time.perf_counter()
+    for kind, key, value in events:
+        try:
+            produce(names[kind], value, key)
+        except BufferError:  # the queue is full: serve delivery reports, then retry
+            producer.poll(0.05)
+            produce(names[kind], value, key)
+    producer.flush()
+    return time.perf_counter() - started
+
+
+def replay_once(
+    bootstrap: str, path: Path, direct_append: bool, client: str = "kafka-python"
+) -> ReplayStats:
     """One `ridestream replay --speed max` of `path`, in this process."""
     stats, sink = run(
-        _settings(bootstrap, direct_append=direct_append),
+        _settings(bootstrap, client, direct_append=direct_append),
         [path],
         ReplayOptions(),
         progress=False,
@@ -122,39 +162,51 @@ def replay_once(bootstrap: str, path: Path, direct_append: bool) -> ReplayStats:
     return stats
 
 
-def throughput(bootstrap: str, path: Path, trials: int) -> None:
+def throughput(bootstrap: str, path: Path, trials: int, clients: list[str]) -> None:
     events = encoded_events(path)
     size = sum(len(k) + len(v) for _, k, v in events)
-    rates: dict[str, list[float]] = {
-        "replay (direct append)": [],
-        "replay (plain send)": [],
-        "bare send()": [],
-        "bare send(partition=)": [],
-    }
+    rates: dict[str, list[float]] = {}
+    if "kafka-python" in clients:
+        rates.update(
+            {
+                "replay (direct append)": [],
+                "replay (plain send)": [],
+                "bare send()": [],
+                "bare send(partition=)": [],
+            }
+        )
+    if "confluent" in clients:
+        rates.update({"replay (confluent)": [], "bare confluent produce()": []})
     count = BrokerSettings().partitions  # what create_topics gives the bench topics
     partitions = partitions_for_keys([key for _, key, _ in events], count).tolist()
     for trial in range(trials):
-        stats = replay_once(bootstrap, path, direct_append=True)
-        rates["replay (direct append)"].append(stats.events_per_s)
-        stats = replay_once(bootstrap, path, direct_append=False)
-        rates["replay (plain send)"].append(stats.events_per_s)
-        rates["bare send()"].append(len(events) / bare_send(bootstrap, events))
-        seconds = bare_send(bootstrap, events, partitions)
-        rates["bare send(partition=)"].append(len(events) / seconds)
+        if "kafka-python" in clients:
+            stats = replay_once(bootstrap, path, direct_append=True)
+            rates["replay (direct append)"].append(stats.events_per_s)
+            stats = replay_once(bootstrap, path, direct_append=False)
+            rates["replay (plain send)"].append(stats.events_per_s)
+            rates["bare send()"].append(len(events) / bare_send(bootstrap, events))
+            seconds = bare_send(bootstrap, events, partitions)
+            rates["bare send(partition=)"].append(len(events) / seconds)
+        if "confluent" in clients:
+            stats = replay_once(bootstrap, path, direct_append=True, client="confluent")
+            rates["replay (confluent)"].append(stats.events_per_s)
+            rates["bare confluent produce()"].append(len(events) / bare_produce(bootstrap, events))
         print(
             f"  trial {trial + 1}/{trials}: "
             + ", ".join(f"{mode} {values[-1]:,.0f}" for mode, values in rates.items()),
             file=sys.stderr,
         )
-    bare = statistics.median(rates["bare send()"])
+    baseline = "bare send()" if "kafka-python" in clients else "bare confluent produce()"
+    bare = statistics.median(rates[baseline])
     print(
         f"\nthroughput, --speed max: {path.name}, {len(events):,} events, "
         f"{size / len(events):.0f} bytes key+value on average, {trials} trials"
     )
-    print(f"{'mode':<24} {'median ev/s':>12} {'best ev/s':>12} {'vs bare send()':>15}")
+    print(f"{'mode':<24} {'median ev/s':>12} {'best ev/s':>12} {'vs ' + baseline:>28}")
     for mode, values in rates.items():
         median = statistics.median(values)
-        print(f"{mode:<24} {median:>12,.0f} {max(values):>12,.0f} {median / bare:>14.2f}x")
+        print(f"{mode:<24} {median:>12,.0f} {max(values):>12,.0f} {median / bare:>27.2f}x")
 
 
 def pacing(bootstrap: str, path: Path, speed: float, seconds: float, start: str) -> None:
@@ -211,6 +263,11 @@ def main() -> int:
     parser.add_argument("--file", type=Path, default=DATA_DIR / "green_tripdata_2021-01.parquet")
     parser.add_argument("--only", choices=("throughput", "pacing"))
     parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument(
+        "--clients",
+        default="kafka-python,confluent",
+        help="comma list of Kafka clients whose rows to measure (trials alternate)",
+    )
     parser.add_argument("--speed", type=float, default=60.0)
     parser.add_argument("--pacing-s", type=float, default=60.0)
     parser.add_argument(
@@ -219,6 +276,9 @@ def main() -> int:
         help="event time to start pacing from (a busy weekday morning)",
     )
     args = parser.parse_args()
+    clients = args.clients.split(",")
+    if unknown := set(clients) - {"kafka-python", "confluent"}:
+        parser.error(f"--clients: unknown client(s) {', '.join(sorted(unknown))}")
     print(
         f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"kafka-python {kafka.__version__}, pydantic {pydantic.VERSION}, numpy {np.__version__}"
@@ -226,7 +286,7 @@ def main() -> int:
     with kafka_broker.temporary_broker(args.bootstrap) as bootstrap:
         print(f"broker: Apache Kafka at {bootstrap}")
         if args.only in (None, "throughput"):
-            throughput(bootstrap, args.file, args.trials)
+            throughput(bootstrap, args.file, args.trials, clients)
         if args.only in (None, "pacing"):
             pacing(bootstrap, args.file, args.speed, args.pacing_s, args.pacing_start)
     return 0

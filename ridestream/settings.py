@@ -32,6 +32,9 @@ STATE_DIR = Path(".ridestream")
 class KafkaSettings(BaseModel):
     """How to reach the Kafka cluster (and authenticate, when SASL is on)."""
 
+    # Which client library talks to Kafka (ridestream.stream.client): kafka-python (pure
+    # Python, with its fast path) or confluent (librdkafka, `pip install 'ridestream[confluent]'`).
+    client: Literal["kafka-python", "confluent"] = "kafka-python"
     bootstrap_servers: str = "127.0.0.1:19092"
     security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None

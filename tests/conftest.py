@@ -196,3 +196,10 @@ def _local_broker(config: pytest.Config, data_dir: Path) -> Iterator[str]:
 def pytest_configure(config: pytest.Config) -> None:
     """kafka-python logs every connection at INFO: keep failure reports readable."""
     logging.getLogger("kafka").setLevel(logging.WARNING)
+
+
+@pytest.fixture(params=["kafka-python", "confluent"])
+def client_settings(request: pytest.FixtureRequest, kafka_bootstrap: str) -> KafkaSettings:
+    """Client settings pointing at the session's broker, once per Kafka client library
+    (`RIDESTREAM_KAFKA__CLIENT`): the tests that take it run on both."""
+    return KafkaSettings(bootstrap_servers=kafka_bootstrap, client=request.param)

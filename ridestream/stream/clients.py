@@ -1,14 +1,14 @@
-"""Kafka client factories: the consumer and the producer every service builds the same way."""
+"""Kafka client factories: the consumer and the producer every service builds the same way,
+with the client `RIDESTREAM_KAFKA__CLIENT` names (kafka-python or confluent-kafka)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer
-
 from ridestream.settings import KafkaSettings
-from ridestream.stream.deadletter import BROKER_MAX_MESSAGE_BYTES, DEAD_LETTER_HEADROOM_BYTES
+from ridestream.stream.client import Consumer, Producer
+from ridestream.stream.client_config import consumer_config, producer_config
 
 
 def build_consumer(
@@ -18,22 +18,16 @@ def build_consumer(
     topics: Sequence[str] = (),
     exactly_once: bool = False,
     **overrides: Any,
-) -> KafkaConsumer:
-    """A consumer that never auto-commits: the loop commits after it has flushed its outputs."""
-    config: dict[str, Any] = {
-        **settings.client_config(),
-        "group_id": group_id,
-        "enable_auto_commit": False,
-        "auto_offset_reset": "earliest",
-        "isolation_level": "read_committed" if exactly_once else "read_uncommitted",
-        "max_partition_fetch_bytes": max(settings.max_message_bytes, 1_048_576),
-        # A consumer that joins its group before the metadata of a new topic reached it is
-        # assigned nothing until its next metadata refresh: seconds, not kafka-python's 5 min.
-        "metadata_max_age_ms": 5_000,
-        "session_timeout_ms": settings.session_timeout_ms,
-        "heartbeat_interval_ms": settings.session_timeout_ms // 3,
-        **overrides,
-    }
+) -> Consumer:
+    """A consumer that never auto-commits: the loop commits after it has flushed its outputs.
+
+    `overrides` are kafka-python keyword arguments (`ridestream.stream.client_config`
+    translates them for confluent-kafka)."""
+    config = consumer_config(settings, group_id=group_id, exactly_once=exactly_once, **overrides)
+    if settings.client == "confluent":
+        return _confluent().ConfluentConsumer(config, topics)
+    from kafka import KafkaConsumer
+
     consumer = KafkaConsumer(**config)
     if topics:
         consumer.subscribe(list(topics))
@@ -48,19 +42,23 @@ def build_consumer(
 
 def build_producer(
     settings: KafkaSettings, *, transactional_id: str | None = None, **overrides: Any
-) -> KafkaProducer:
+) -> Producer:
     """An idempotent producer (acks=all); transactional when `transactional_id` is given."""
-    config: dict[str, Any] = {
-        **settings.client_config(),
-        "acks": "all",
-        # A short linger fills batches under load without hurting latency at a trickle.
-        "linger_ms": 5,
-        "batch_size": 256 * 1024,
-        # Room for the dead letter of any value a consumer accepted (see dead_letter).
-        "max_request_size": max(settings.max_message_bytes, BROKER_MAX_MESSAGE_BYTES)
-        + DEAD_LETTER_HEADROOM_BYTES,
-        "transactional_id": transactional_id,
-        "transaction_timeout_ms": settings.transaction_timeout_ms,
-        **overrides,
-    }
+    config = producer_config(settings, transactional_id=transactional_id, **overrides)
+    if settings.client == "confluent":
+        return _confluent().ConfluentProducer(config)
+    from kafka import KafkaProducer
+
     return KafkaProducer(**config)
+
+
+def _confluent() -> Any:
+    """The confluent adapters, imported only when chosen (the extra may not be installed)."""
+    try:
+        from ridestream.stream import confluent
+    except ImportError as error:
+        raise SystemExit(
+            "RIDESTREAM_KAFKA__CLIENT=confluent needs confluent-kafka: "
+            "pip install 'ridestream[confluent]'"
+        ) from error
+    return confluent

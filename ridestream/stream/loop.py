@@ -1,5 +1,8 @@
 """The Kafka edge, written once: the consume-process-produce loop, its commit order, dead letters.
 
+The consumer and the producer are either client's (`ridestream.stream.client`: kafka-python or
+confluent-kafka); the steps, the commit order and the guarantees are the same with both.
+
 One batch goes through five steps, in this order:
 
 1. poll a batch of records;
@@ -41,11 +44,12 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from pydantic import ValidationError
 
+from ridestream.stream.client import Consumer, Producer
 from ridestream.stream.codec import Decoder, PoisonRecordError, decode_record, one_line
 from ridestream.stream.deadletter import dead_letter, source_topic
 from ridestream.stream.messages import Outgoing, Received
@@ -108,8 +112,8 @@ class StreamLoop:
     def __init__(
         self,
         *,
-        consumer: KafkaConsumer,
-        producer: KafkaProducer,
+        consumer: Consumer,
+        producer: Producer,
         service: str,
         decoders: Mapping[str, Decoder],
         exactly_once: bool = False,
@@ -271,7 +275,7 @@ class StreamLoop:
 
 
 def commit_with_retries(
-    consumer: KafkaConsumer,
+    consumer: Consumer,
     offsets: dict[TopicPartition, OffsetAndMetadata],
     timeout_s: float = COMMIT_RETRY_S,
     backoff_s: float = 0.5,

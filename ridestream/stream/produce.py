@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from kafka import KafkaProducer, TopicPartition
+from kafka import TopicPartition
 
+from ridestream.stream.client import BatchSender, Producer
 from ridestream.stream.fastpath import append_records, appends_directly, partitions_for_keys
 from ridestream.stream.messages import Outgoing
 
 
-def send_all(producer: KafkaProducer, outputs: Iterable[Outgoing]) -> int:
+def send_all(producer: Producer, outputs: Iterable[Outgoing]) -> int:
     """Produce every message, flush, and raise the first delivery error (nothing is dropped)."""
+    if isinstance(producer, BatchSender):  # confluent-kafka: one delivery callback for all
+        return producer.send_all(outputs)
     futures = send_many(producer, list(outputs))
     producer.flush()
     for future in futures:
@@ -21,7 +24,7 @@ def send_all(producer: KafkaProducer, outputs: Iterable[Outgoing]) -> int:
     return len(futures)
 
 
-def send_many(producer: KafkaProducer, outputs: Sequence[Outgoing]) -> list[Any]:
+def send_many(producer: Producer, outputs: Sequence[Outgoing]) -> list[Any]:
     """Hand every message to the producer, in order, without flushing; returns their futures.
 
     Keyed messages without headers take the fast path (`append_records`) on the partitions

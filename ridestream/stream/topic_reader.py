@@ -10,18 +10,19 @@ import time
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from pydantic import ValidationError
 
 from ridestream.events import Event
 from ridestream.settings import KafkaSettings
+from ridestream.stream.client import Consumer
 from ridestream.stream.clients import build_consumer
 
 E = TypeVar("E", bound=Event)
 
 
 def topic_partitions(
-    consumer: KafkaConsumer, topic: str, timeout_s: float = 30.0
+    consumer: Consumer, topic: str, timeout_s: float = 30.0
 ) -> list[TopicPartition]:
     """Every partition of `topic`, waiting up to `timeout_s` for the metadata of a topic created
     a moment ago; raises TimeoutError when it still has none."""
@@ -111,7 +112,7 @@ def count_records(settings: KafkaSettings, topic: str) -> int:
 
 def consumer_at_end(
     settings: KafkaSettings, topic: str, timeout_s: float = 30.0, **overrides: Any
-) -> KafkaConsumer:
+) -> Consumer:
     """A group-less consumer of every partition of `topic`, positioned at its end now (so
     that a record published after this call is seen, and none before it)."""
     consumer = build_consumer(settings, group_id=None, **overrides)

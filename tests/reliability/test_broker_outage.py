@@ -66,14 +66,19 @@ class Supervisor:
             self.predictor.start()
 
 
+@pytest.mark.parametrize("client", ["kafka-python", "confluent"])
 def test_broker_outage_of_30_s_loses_no_ride_and_no_prediction(
-    local_broker_settings: BrokerSettings, topic_prefix: str, group_id: str, tmp_path: Path
+    client: str,
+    local_broker_settings: BrokerSettings,
+    topic_prefix: str,
+    group_id: str,
+    tmp_path: Path,
 ) -> None:
     green_2021_01 = tripdata.month_file("2021-01")
     started = time.monotonic()
     broker = local_broker_settings
     kafka_broker.start(broker)
-    kafka = KafkaSettings(bootstrap_servers=broker.bootstrap)
+    kafka = KafkaSettings(bootstrap_servers=broker.bootstrap, client=client)
     topics = Topics(topic_prefix)
     name = "ride-duration-" + topic_prefix.strip(".")
     store = tmp_path / "mlflow"

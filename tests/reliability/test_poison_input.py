@@ -89,11 +89,11 @@ def assert_dead_letter_points_at_its_source(letter: Any, source: str, inputs: di
 
 
 def test_poison_corpus_goes_to_the_dead_letter_topic_and_valid_rides_are_processed(
-    kafka_settings: KafkaSettings, topic_prefix: str, group_id: str
+    client_settings: KafkaSettings, topic_prefix: str, group_id: str
 ) -> None:
     topics = Topics(topic_prefix)
     source, sink = topics.rides_requested, topics.rides_predictions
-    create_topics(kafka_settings, [source, sink, dead_letter_topic(source)], partitions=3)
+    create_topics(client_settings, [source, sink, dead_letter_topic(source)], partitions=3)
     valid = [valid_ride(n) for n in range(len(POISON_CORPUS) + 1)]
     records: list[RawRecord] = []
     for n, ride in enumerate(valid):
@@ -103,9 +103,9 @@ def test_poison_corpus_goes_to_the_dead_letter_topic_and_valid_rides_are_process
             records.append((POISON_CORPUS[n].key, POISON_CORPUS[n].value))
     # The input producer may send what the loop refuses (max_request_size 1 MiB > 10 KiB).
     assert max(len(value or b"") for _, value in records) == OVERSIZED_BYTES
-    produce_raw(kafka_settings, source, records)
+    produce_raw(client_settings, source, records)
 
-    stats, committed = run_loop(kafka_settings, source, sink, group_id, len(records))
+    stats, committed = run_loop(client_settings, source, sink, group_id, len(records))
 
     assert (stats.polled, stats.valid, stats.dead_letters) == (
         len(records),
@@ -113,8 +113,8 @@ def test_poison_corpus_goes_to_the_dead_letter_topic_and_valid_rides_are_process
         len(POISON_CORPUS),
     )
     assert committed == len(records), "every input offset, poison included, is committed"
-    inputs = by_source(read_topic(kafka_settings, source, expect=len(records)))
-    letters = read_topic(kafka_settings, dead_letter_topic(source), expect=len(POISON_CORPUS))
+    inputs = by_source(read_topic(client_settings, source, expect=len(records)))
+    letters = read_topic(client_settings, dead_letter_topic(source), expect=len(POISON_CORPUS))
     expected = {(p.key, p.value if p.value is not None else b""): p for p in POISON_CORPUS}
     # Each poison record exactly once (a Counter, so a duplicate would show).
     assert Counter((r.key, r.value) for r in letters) == Counter(expected.keys())
@@ -122,7 +122,7 @@ def test_poison_corpus_goes_to_the_dead_letter_topic_and_valid_rides_are_process
         assert_dead_letter_points_at_its_source(letter, source, inputs)
         poison = expected[(letter.key, letter.value)]
         assert headers_of(letter)["error.type"] == poison.error_type, poison.name
-    outputs = read_topic(kafka_settings, sink, expect=len(valid))
+    outputs = read_topic(client_settings, sink, expect=len(valid))
     assert sorted(RideRequested.model_validate_json(r.value).ride_id for r in outputs) == sorted(
         ride.ride_id for ride in valid
     )
@@ -203,15 +203,15 @@ def test_generated_payloads_are_each_dead_lettered_or_processed(
 
 
 def test_oversized_record_is_dead_lettered_when_the_service_shares_one_size_limit(
-    kafka_settings: KafkaSettings, topic_prefix: str, group_id: str
+    client_settings: KafkaSettings, topic_prefix: str, group_id: str
 ) -> None:
     # As the services wire it: one KafkaSettings for the consumer, the producer and the loop.
-    small = kafka_settings.model_copy(update={"max_message_bytes": SMALL_MAX_VALUE_BYTES})
+    small = client_settings.model_copy(update={"max_message_bytes": SMALL_MAX_VALUE_BYTES})
     source, sink = f"{topic_prefix}in", f"{topic_prefix}out"
-    create_topics(kafka_settings, [source, sink, dead_letter_topic(source)], partitions=1)
+    create_topics(client_settings, [source, sink, dead_letter_topic(source)], partitions=1)
     oversized = next(p for p in POISON_CORPUS if p.name == "oversized")
     ride = valid_ride(1)
-    produce_raw(kafka_settings, source, [(oversized.key, oversized.value), (b"r1", encode(ride))])
+    produce_raw(client_settings, source, [(oversized.key, oversized.value), (b"r1", encode(ride))])
     loop = StreamLoop(
         consumer=build_consumer(
             small, group_id=group_id, topics=[source], metadata_max_age_ms=METADATA_MAX_AGE_MS
@@ -229,5 +229,5 @@ def test_oversized_record_is_dead_lettered_when_the_service_shares_one_size_limi
         loop.producer.close()
 
     assert (stats.valid, stats.dead_letters) == (1, 1)
-    letters = read_topic(kafka_settings, dead_letter_topic(source), expect=1)
+    letters = read_topic(client_settings, dead_letter_topic(source), expect=1)
     assert [letter.value for letter in letters] == [oversized.value]

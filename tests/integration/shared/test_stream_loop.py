@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +25,7 @@ from ridestream.stream.fastpath import CHECKED_KAFKA_PYTHON, appends_directly
 from ridestream.stream.loop import StreamLoop
 from ridestream.stream.messages import Outgoing, Received
 from ridestream.stream.produce import send_all, send_many
+from ridestream.stream.topic_reader import count_records, read_records
 from ridestream.topics import dead_letter_topic
 
 pytestmark = pytest.mark.integration
@@ -87,6 +89,17 @@ def read_all(
     return records
 
 
+def rides_on_a_source(
+    settings: KafkaSettings, topic_prefix: str, *, rides: int, partitions: int
+) -> tuple[str, str, list[RideRequested]]:
+    """A source topic holding `rides` valid rides, and a sink and dead-letter topic beside it."""
+    source, sink = f"{topic_prefix}in", f"{topic_prefix}out"
+    create_topics(settings, [source, sink, dead_letter_topic(source)], partitions=partitions)
+    produced = [ride(n) for n in range(rides)]
+    produce(settings, source, [(r.key.encode(), encode(r)) for r in produced])
+    return source, sink, produced
+
+
 def make_loop(
     settings: KafkaSettings,
     source: str,
@@ -131,22 +144,22 @@ def run_until(loop: StreamLoop, handle, valid: int, timeout_s: float = 45.0) -> 
 
 
 def test_valid_events_are_processed_and_poison_goes_to_the_dead_letter_topic(
-    kafka_settings: KafkaSettings, topic_prefix: str, group_id: str
+    client_settings: KafkaSettings, topic_prefix: str, group_id: str
 ) -> None:
     source, sink = f"{topic_prefix}in", f"{topic_prefix}out"
-    create_topics(kafka_settings, [source, sink, dead_letter_topic(source)], partitions=2)
+    create_topics(client_settings, [source, sink, dead_letter_topic(source)], partitions=2)
     rides = [ride(n) for n in range(20)]
     messages = [(r.key.encode(), encode(r)) for r in rides[:10]]
     messages += [(b"bad-%d" % i, value) for i, value in enumerate(POISON)]
     messages += [(r.key.encode(), encode(r)) for r in rides[10:]]
-    produce(kafka_settings, source, messages)
+    produce(client_settings, source, messages)
 
-    loop = make_loop(kafka_settings, source, group_id)
+    loop = make_loop(client_settings, source, group_id)
     run_until(loop, echo_to(sink), valid=20)
 
-    out = read_all(kafka_settings, sink, expect=20)
+    out = read_all(client_settings, sink, expect=20)
     assert sorted(r.key for r in out) == sorted(r.key.encode() for r in rides)
-    dead = read_all(kafka_settings, dead_letter_topic(source), expect=3)
+    dead = read_all(client_settings, dead_letter_topic(source), expect=3)
     assert sorted(r.value for r in dead) == sorted(POISON)
     for record in dead:
         headers = dict(record.headers)
@@ -168,8 +181,8 @@ CRASH_BEFORE_COMMIT = textwrap.dedent(
     from ridestream.stream.messages import Outgoing
     from ridestream.settings import KafkaSettings
 
-    bootstrap, source, sink, group = sys.argv[1:5]
-    settings = KafkaSettings(bootstrap_servers=bootstrap)
+    bootstrap, source, sink, group, client = sys.argv[1:6]
+    settings = KafkaSettings(bootstrap_servers=bootstrap, client=client)
     # The broker's minimum session timeout, so the dead member leaves the group quickly.
     consumer = build_consumer(settings, group_id=group, topics=[source], session_timeout_ms=6000)
     consumer.commit = lambda **_: os._exit(9)  # die like kill -9: outputs flushed, no commit
@@ -181,27 +194,24 @@ CRASH_BEFORE_COMMIT = textwrap.dedent(
 
 
 def test_a_consumer_killed_before_committing_gets_its_batch_again(
-    kafka_settings: KafkaSettings, topic_prefix: str, group_id: str
+    client_settings: KafkaSettings, topic_prefix: str, group_id: str
 ) -> None:
-    source, sink = f"{topic_prefix}in", f"{topic_prefix}out"
-    create_topics(kafka_settings, [source, sink, dead_letter_topic(source)], partitions=1)
-    rides = [ride(n) for n in range(50)]
-    produce(kafka_settings, source, [(r.key.encode(), encode(r)) for r in rides])
+    source, sink, rides = rides_on_a_source(client_settings, topic_prefix, rides=50, partitions=1)
 
-    arguments = [kafka_settings.bootstrap_servers, source, sink, group_id]
+    arguments = [client_settings.bootstrap_servers, source, sink, group_id, client_settings.client]
     crashed = subprocess.run(
         [sys.executable, "-c", CRASH_BEFORE_COMMIT, *arguments],
         timeout=60,
         capture_output=True,
     )
     assert crashed.returncode == 9, crashed.stderr.decode()[-2000:]
-    first = read_all(kafka_settings, sink, expect=50)
+    first = read_all(client_settings, sink, expect=50)
     assert len(first) == 50  # the whole batch was produced before the crash
 
-    loop = make_loop(kafka_settings, source, group_id)
+    loop = make_loop(client_settings, source, group_id)
     run_until(loop, echo_to(sink), valid=50)
 
-    out = read_all(kafka_settings, sink, expect=100)
+    out = read_all(client_settings, sink, expect=100)
     keys = [r.key for r in out]
     # At-least-once: the uncommitted batch came again; every ride twice, none lost.
     assert sorted(set(keys)) == sorted(r.key.encode() for r in rides)
@@ -209,14 +219,11 @@ def test_a_consumer_killed_before_committing_gets_its_batch_again(
 
 
 def test_exactly_once_an_aborted_batch_is_invisible_to_read_committed(
-    kafka_settings: KafkaSettings, topic_prefix: str, group_id: str
+    client_settings: KafkaSettings, topic_prefix: str, group_id: str
 ) -> None:
-    source, sink = f"{topic_prefix}in", f"{topic_prefix}out"
-    create_topics(kafka_settings, [source, sink, dead_letter_topic(source)], partitions=1)
-    rides = [ride(n) for n in range(30)]
-    produce(kafka_settings, source, [(r.key.encode(), encode(r)) for r in rides])
+    source, sink, rides = rides_on_a_source(client_settings, topic_prefix, rides=30, partitions=1)
 
-    loop = make_loop(kafka_settings, source, group_id, exactly_once=True)
+    loop = make_loop(client_settings, source, group_id, exactly_once=True)
     loop.producer.init_transactions()
 
     def fail_offsets(*_args: object) -> None:
@@ -230,13 +237,13 @@ def test_exactly_once_an_aborted_batch_is_invisible_to_read_committed(
     loop.producer.close()
 
     # The aborted outputs were written to the log ...
-    assert len(read_all(kafka_settings, sink, expect=1, committed_only=False)) >= 1
+    assert len(read_all(client_settings, sink, expect=1, committed_only=False)) >= 1
     # ... but a read_committed reader never sees them.
-    assert read_all(kafka_settings, sink, expect=1) == []
+    assert read_all(client_settings, sink, expect=1) == []
 
-    again = make_loop(kafka_settings, source, group_id, exactly_once=True)
+    again = make_loop(client_settings, source, group_id, exactly_once=True)
     run_until(again, echo_to(sink), valid=30)
-    committed = read_all(kafka_settings, sink, expect=30)
+    committed = read_all(client_settings, sink, expect=30)
     assert sorted(r.key for r in committed) == sorted(r.key.encode() for r in rides)
 
 
@@ -331,22 +338,124 @@ def test_send_all_fills_batch_after_batch_in_order(
 
 
 def test_a_commit_in_background_is_finished_when_the_loop_stops(
-    kafka_settings: KafkaSettings, topic_prefix: str, group_id: str
+    client_settings: KafkaSettings, topic_prefix: str, group_id: str
 ) -> None:
-    source, sink = f"{topic_prefix}in", f"{topic_prefix}out"
-    create_topics(kafka_settings, [source, sink, dead_letter_topic(source)], partitions=2)
-    rides = [ride(n) for n in range(40)]
-    produce(kafka_settings, source, [(r.key.encode(), encode(r)) for r in rides])
+    source, sink, rides = rides_on_a_source(client_settings, topic_prefix, rides=40, partitions=2)
     # Several batches, so each commit overlaps the next batch.
-    loop = make_loop(kafka_settings, source, group_id, max_records=7, commit_in_background=True)
+    loop = make_loop(client_settings, source, group_id, max_records=7, commit_in_background=True)
     run_until(loop, echo_to(sink), valid=40)
 
-    assert sorted(r.key for r in read_all(kafka_settings, sink, expect=40)) == sorted(
+    assert sorted(r.key for r in read_all(client_settings, sink, expect=40)) == sorted(
         r.key.encode() for r in rides
     )
-    admin = KafkaAdminClient(**kafka_settings.client_config())
+    admin = KafkaAdminClient(**client_settings.client_config())
     try:
         committed = admin.list_group_offsets(group_id)[group_id]
     finally:
         admin.close()
     assert sum(o.offset for o in committed.values()) == 40
+
+
+def test_a_ride_lands_on_the_same_partition_whichever_client_wrote_it(
+    kafka_settings: KafkaSettings, topic_prefix: str
+) -> None:
+    # The monitor joins rides.predictions with rides.completed partition by partition: a ride
+    # must land on the same partition whichever client (librdkafka's murmur2_random, the fast
+    # path's numpy murmur2) wrote it.
+    topics = {client: f"{topic_prefix}{client}" for client in ("kafka-python", "confluent")}
+    create_topics(kafka_settings, list(topics.values()), partitions=5)
+    rides = [ride(n) for n in range(200)]
+    for client, topic in topics.items():
+        producer = build_producer(kafka_settings.model_copy(update={"client": client}))
+        try:
+            send_all(producer, [Outgoing.of(topic, r) for r in rides])
+        finally:
+            producer.close()
+
+    partitions = {
+        client: {r.key: r.partition for r in read_all(kafka_settings, topic, expect=200)}
+        for client, topic in topics.items()
+    }
+    assert len(partitions["confluent"]) == 200
+    assert partitions["confluent"] == partitions["kafka-python"]
+    assert len(set(partitions["confluent"].values())) == 5
+    for key, partition in partitions["confluent"].items():
+        assert partition == (kafka_murmur2(key) & 0x7FFFFFFF) % 5
+
+
+def test_a_transactional_topic_is_read_to_its_end_without_aborted_records(
+    client_settings: KafkaSettings, topic_prefix: str
+) -> None:
+    # The topic readers stop at the end offsets; the last offsets of a transactional topic are
+    # commit and abort markers, which the position must pass on both clients.
+    topic = f"{topic_prefix}out"
+    create_topics(client_settings, [topic], partitions=1)
+    producer = build_producer(client_settings, transactional_id=f"t-{topic_prefix}")
+    try:
+        producer.init_transactions()
+        for n, commit in enumerate([True, False, True]):
+            producer.begin_transaction()
+            send_all(producer, [Outgoing(topic, b"k%d" % n, b"v%d" % n)])
+            if commit:
+                producer.commit_transaction()
+            else:
+                producer.abort_transaction()
+    finally:
+        producer.close()
+
+    started = time.monotonic()
+    values = [r.value for r in read_records(client_settings, topic, must_reach_end=True)]
+    assert values == [b"v0", b"v2"]
+    assert time.monotonic() - started < 20  # reached the end, not the 30 s timeout
+    assert count_records(client_settings, topic) == 6  # 3 records, 3 markers
+
+
+def test_a_consumer_joining_the_group_takes_partitions_and_no_ride_is_lost(
+    client_settings: KafkaSettings, topic_prefix: str, group_id: str
+) -> None:
+    # A second loop joins while the first is mid-stream: the group rebalances, each loop ends
+    # up with partitions of its own, and every ride is answered (at-least-once across it).
+    source, sink, rides = rides_on_a_source(
+        client_settings, topic_prefix, rides=1_000, partitions=2
+    )
+    answered: set[bytes] = set()
+    stop = threading.Event()
+
+    def slow_echo(batch: list[Received]) -> list[Outgoing]:
+        time.sleep(0.05)  # slow enough for the second loop to join before the end
+        outputs = echo_to(sink)(batch)
+        answered.update(o.key for o in outputs if o.key is not None)
+        if len(answered) == len(rides):
+            stop.set()
+        return outputs
+
+    errors: list[BaseException] = []
+
+    def run(loop: StreamLoop) -> None:
+        try:
+            loop.run(slow_echo, stop)
+        except BaseException as error:  # shown by the assertion below
+            errors.append(error)
+            stop.set()
+
+    loops = [make_loop(client_settings, source, group_id, max_records=5) for _ in range(2)]
+    timer = threading.Timer(90, stop.set)
+    timer.start()
+    first = threading.Thread(target=run, args=(loops[0],))
+    first.start()
+    deadline = time.monotonic() + 60
+    while loops[0].stats.valid < 20 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    second = threading.Thread(target=run, args=(loops[1],))
+    second.start()
+    first.join(120)
+    second.join(120)
+    timer.cancel()
+    for loop in loops:
+        loop.consumer.close()
+        loop.producer.close()
+
+    assert not errors, errors
+    assert all(loop.stats.valid > 0 for loop in loops), [loop.stats.valid for loop in loops]
+    out = read_all(client_settings, sink, expect=len(rides))
+    assert {r.key for r in out} == {r.key.encode() for r in rides}
