@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ridestream.events import ModelPromoted, ModelRejected
 from ridestream.report import RunEvents, model_switches
 from ridestream.scorecard import MIN_SCORED_WINDOW_RIDES
 
@@ -92,12 +93,41 @@ def scorecard_lines(run: RunEvents) -> list[str]:
     return lines
 
 
+def live_gate_lines(run: RunEvents) -> list[str]:
+    """Each live-gate decision with its evidence (issue 15): the rides after the challenger's
+    cut-off both models predicted, their RMSEs, and the test that decided."""
+    updates: list[ModelPromoted | ModelRejected] = [*run.promotions, *run.rejections]
+    decided = sorted(
+        (u for u in updates if u.gate is not None), key=lambda update: update.event_time
+    )
+    lines = ["live gate (challengers judged on the rides after their training data)"]
+    for update in decided:
+        gate = update.gate
+        assert gate is not None
+        verdict = "promoted" if isinstance(update, ModelPromoted) else update.reason
+        lines.append(
+            f"  v{update.version} {verdict}: {gate.rides:,} rides in {gate.blocks} hours "
+            f"({gate.first_pickup:%Y-%m-%d %H:%M}..{gate.last_pickup:%Y-%m-%d %H:%M}), RMSE "
+            f"{gate.challenger_rmse:.2f} vs champion {gate.champion_rmse:.2f}; theta "
+            f"{gate.theta:+.2f} in [{gate.ci_low:+.2f}, {gate.ci_high:+.2f}], p {gate.p_value:.2g}"
+        )
+    if not decided:
+        lines.append("  none")
+    return lines
+
+
 def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
 # In print order, separated by a blank line.
-SECTIONS: tuple[Section, ...] = (count_lines, switch_lines, window_lines, scorecard_lines)
+SECTIONS: tuple[Section, ...] = (
+    count_lines,
+    switch_lines,
+    window_lines,
+    live_gate_lines,
+    scorecard_lines,
+)
 
 
 def summary_lines(run: RunEvents, sections: tuple[Section, ...] = SECTIONS) -> list[str]:
