@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
+from kafka.errors import KafkaError
 
 from predictor.settings import PredictorOptions
 from ridestream import kafka_broker
@@ -73,15 +74,21 @@ def cluster(tmp_path: Path) -> Iterator[list[BrokerSettings]]:
 
 def leaders(admin: KafkaAdminClient, topics: list[str]) -> Counter[int]:
     """How many partitions of `topics` each broker (node id) leads."""
-    return Counter(
-        partition["leader_id"]
-        for topic in admin.describe_topics(topics)
-        for partition in topic["partitions"]
-    )
+    return Counter(partition["leader_id"] for partition in partitions_of(admin, topics))
 
 
 def partitions_of(admin: KafkaAdminClient, topics: list[str]) -> list[dict]:
-    return [p for topic in admin.describe_topics(topics) for p in topic["partitions"]]
+    """Every partition of `topics` as the cluster describes it. A request that went to the
+    broker killed a moment ago fails with a retriable error (its connection drops): asked
+    again, the admin client goes to a broker that is alive."""
+    deadline = time.monotonic() + 30.0
+    while True:
+        try:
+            return [p for topic in admin.describe_topics(topics) for p in topic["partitions"]]
+        except KafkaError as error:
+            if not error.retriable or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def test_killing_the_leading_broker_loses_no_ride(
