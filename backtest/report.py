@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from backtest.engine import PolicyResult
-from ridestream.report import _gaps, _series, _table
+from ridestream.report import html_table, time_gaps, window_series
 from ridestream.scorecard import is_scored_window
 
 COLUMNS = (
@@ -147,7 +147,7 @@ def build_page(results: Sequence[PolicyResult], title: str) -> str:
         windows = [w for w in result.windows if is_scored_window(w.rides)]
         all_windows.extend(windows)
         figure.add_scatter(
-            **_series(windows, lambda w: w.quality.rmse),
+            **window_series(windows, lambda w: w.quality.rmse),
             mode="lines",
             name=result.policy.name,
             line={"color": colour},
@@ -172,7 +172,7 @@ def build_page(results: Sequence[PolicyResult], title: str) -> str:
                 name=f"{result.policy.name}: model swap",
             )
     all_windows.sort(key=lambda w: w.window_start)
-    figure.update_xaxes(rangebreaks=_gaps(all_windows))
+    figure.update_xaxes(rangebreaks=time_gaps(all_windows))
     figure.update_layout(
         title="Served RMSE per window (triangles: alerts, circles: swaps at the window end)"
     )
@@ -181,7 +181,7 @@ def build_page(results: Sequence[PolicyResult], title: str) -> str:
     return _PAGE.format(
         title=html.escape(title),
         plotly=get_plotlyjs(),
-        table=_table(COLUMNS, scorecard_rows(results)),
+        table=html_table(COLUMNS, scorecard_rows(results)),
         plot=plot,
     )
 

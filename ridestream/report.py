@@ -123,20 +123,26 @@ def build_report(run: RunEvents, title: str = "ridestream run") -> str:
 
     rmse = go.Figure()
     rmse.add_scatter(
-        **_series(windows, lambda w: w.quality.rmse), mode="lines+markers", name="window RMSE"
+        **window_series(windows, lambda w: w.quality.rmse), mode="lines+markers", name="window RMSE"
     )
-    rmse.add_scatter(**_series(windows, lambda w: w.quality.mae), mode="lines", name="window MAE")
+    rmse.add_scatter(
+        **window_series(windows, lambda w: w.quality.mae), mode="lines", name="window MAE"
+    )
     drift = go.Figure()
     drift.add_scatter(
-        **_series(windows, lambda w: w.drifted_share), mode="lines+markers", name="drifted share"
+        **window_series(windows, lambda w: w.drifted_share),
+        mode="lines+markers",
+        name="drifted share",
     )
     drift.add_scatter(
-        **_series(windows, lambda w: w.prediction_drift.score if w.prediction_drift else None),
+        **window_series(
+            windows, lambda w: w.prediction_drift.score if w.prediction_drift else None
+        ),
         mode="lines",
         name="prediction drift score",
     )
     for figure in (rmse, drift):
-        figure.update_xaxes(rangebreaks=_gaps(windows))
+        figure.update_xaxes(rangebreaks=time_gaps(windows))
         for start in alert_starts:
             figure.add_vline(x=start, line_color="crimson", line_dash="dot")
         for switch in switches:
@@ -183,18 +189,18 @@ def build_report(run: RunEvents, title: str = "ridestream run") -> str:
     return _PAGE.format(
         title=html.escape(title),
         plotly=get_plotlyjs(),
-        counts=_table(["what", "count"], [(k, f"{v:,}") for k, v in run.counts.items()]),
-        switches=_table(
+        counts=html_table(["what", "count"], [(k, f"{v:,}") for k, v in run.counts.items()]),
+        switches=html_table(
             ["model", "replaced", "first window", "mean RMSE before", "mean RMSE after"],
             switch_rows,
         ),
         scorecard=_scorecard_html(run.scorecard),
-        alerts=_table(["window", "rules"], alert_rows),
+        alerts=html_table(["window", "rules"], alert_rows),
         plots=plots,
     )
 
 
-def _series(
+def window_series(
     windows: Sequence[DriftWindowClosed], value: Callable[[DriftWindowClosed], float | None]
 ) -> dict[str, list[Any]]:
     """x/y of a per-window line, broken (a None) where the replay jumped over a stretch of time."""
@@ -209,7 +215,7 @@ def _series(
     return {"x": xs, "y": ys}
 
 
-def _gaps(windows: Sequence[DriftWindowClosed]) -> list[dict[str, Any]]:
+def time_gaps(windows: Sequence[DriftWindowClosed]) -> list[dict[str, Any]]:
     """Plotly range breaks for the stretches of event time the replay skipped (over a week)."""
     return [
         {"bounds": [previous.event_time, window.window_start]}
@@ -222,7 +228,7 @@ def _scorecard_html(card: RunScorecard | None) -> str:
     """The scorecard's tables: the loop against never retraining, promotions, retrainings."""
     if card is None:
         return "<p>not scored (read without the model registry)</p>"
-    served = _table(
+    served = html_table(
         ["served by", "labelled rides", "RMSE", "MAE"],
         [
             ("the loop", f"{card.loop.count:,}", _number(card.loop.rmse), _number(card.loop.mae)),
@@ -234,7 +240,7 @@ def _scorecard_html(card: RunScorecard | None) -> str:
             ),
         ],
     )
-    promotions = _table(
+    promotions = html_table(
         ["model", "replaced", "serving from", "labelled rides", "RMSE", "RMSE replaced", "harmful"],
         [
             (
@@ -249,7 +255,7 @@ def _scorecard_html(card: RunScorecard | None) -> str:
             for p in card.promotions
         ],
     )
-    retrainings = _table(
+    retrainings = html_table(
         ["trigger alert", "alerts answered", "model", "outcome"],
         [(r.trigger_alert_id, r.alerts, f"v{r.version}", r.result) for r in card.retrainings],
     )
@@ -267,7 +273,8 @@ def _number(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+def html_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """An HTML table of `rows` under `header` (cells escaped); "none" for no rows."""
     if not rows:
         return "<p>none</p>"
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
